@@ -41,12 +41,20 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8080
 
 
+class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The qualified-invoice issuer (Japan's invoice system): name and T + 13 digits."""
+
+    issuer_name: str = ""
+    registration_number: str = ""
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str = "data"
     log_level: str = "info"
     sip: SipConfig = SipConfig()
     tls: TlsConfig = TlsConfig()
     http: HttpConfig = HttpConfig()
+    billing: BillingConfig = BillingConfig()
 
     @property
     def data_path(self) -> Path:
