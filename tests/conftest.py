@@ -74,6 +74,7 @@ def start_server(tmp: Path, extra_toml: str = "") -> ServerProcess:
     sip_port = free_port(both=True)
     tls_port = free_port(socket.SOCK_STREAM)
     http_port = free_port(socket.SOCK_STREAM)
+    tmp.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
     config_path = tmp / "config.toml"
     config_path.write_text(

@@ -19,6 +19,9 @@ from aiohttp import web
 from outbound_pro.config import Config
 from outbound_pro.logs import setup_logging
 from outbound_pro.metrics import Registry
+from outbound_pro.sip.router import Router
+from outbound_pro.sip.stack import SipStack
+from outbound_pro.sip.timers import TimerConfig
 from outbound_pro.tlscert import ensure_self_signed, server_context
 from outbound_pro.web.app import create_app
 
@@ -35,6 +38,17 @@ class Server:
             "outbound_pro_start_time_seconds", "Unix time at which the server started"
         ).set(time.time())
         self._runner: web.AppRunner | None = None
+        sip = config.sip
+        self.router = Router()
+        self.sip = SipStack(
+            self.router,
+            self.metrics,
+            timers=TimerConfig(t1=sip.t1, t2=sip.t2, t4=sip.t4),
+            max_size=sip.max_message_size,
+            max_headers=sip.max_headers,
+            tcp_idle_timeout=sip.tcp_idle_timeout,
+        )
+        self.router.attach(self.sip)
         self.http_port: int | None = None
 
     def _tls_paths(self) -> tuple[Path, Path]:
@@ -47,6 +61,15 @@ class Server:
         self.config.data_path.mkdir(parents=True, exist_ok=True)
         cert, key = self._tls_paths()
         self.tls_context = server_context(cert, key)
+        sip = self.config.sip
+        await self.sip.listen(
+            sip.host,
+            udp_port=sip.udp_port,
+            tcp_port=sip.tcp_port,
+            tls_port=sip.tls_port,
+            tls=self.tls_context,
+        )
+        log.info("sip listening", extra={"ports": self.sip.bound_ports()})
         app = create_app(self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -59,6 +82,7 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.sip.close()
 
 
 async def serve(config: Config) -> None:

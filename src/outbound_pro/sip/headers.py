@@ -1,0 +1,921 @@
+"""Header names, the header container, and the structured header values (RFC 3261 §7.3, §20).
+
+Laziness lives here.  A parsed message holds each header line as ``(key, name, raw value)``;
+nothing is interpreted until asked for, and an interpreted value (a :class:`Via` list, a
+:class:`NameAddr`, a CSeq pair) is cached in the container until that header is mutated.  So a
+proxy-ish hot path that reads the top Via, the tags, Call-ID and CSeq never touches the SDP
+content type, the Allow list or a 2 kB Identity header.
+
+Comma splitting follows the grammar, not a guess: only headers whose ABNF is a ``#`` list
+(Via, Contact, Route, Accept, Allow, ...) are split, and never inside a quoted string or
+``<...>``.  Unknown extension headers, From/To, the authentication headers and Date are
+single opaque values, because a comma inside them is data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from outbound_pro.sip.errors import SipParseError
+from outbound_pro.sip.uri import SipUri, Uri, parse_uri
+
+MAGIC_COOKIE = "z9hG4bK"
+MAX_CSEQ = 2**32 - 1
+
+# Canonical spelling of every header this stack knows, and the compact forms of RFC 3261 §7.3.3
+# plus the extensions that registered one (RFC 3265/6665, 3515, 3892, 4028, 3841, 4474/8224).
+_CANONICAL = [
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Accept-Resource-Priority",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-ID",
+    "Content-Language",
+    "Content-Length",
+    "Content-Transfer-Encoding",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Diversion",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "Flow-Timer",
+    "From",
+    "Geolocation",
+    "History-Info",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Join",
+    "Max-Breadth",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Min-SE",
+    "Organization",
+    "P-Asserted-Identity",
+    "P-Associated-URI",
+    "P-Called-Party-ID",
+    "P-Charging-Vector",
+    "P-Early-Media",
+    "P-Preferred-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-Sub",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Remote-Party-ID",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Resource-Priority",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Target-Dialog",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+]
+_COMPACT = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+# lower-case name (long or compact) -> (lookup key, canonical spelling)
+_BY_LOWER: dict[str, tuple[str, str]] = {n.lower(): (n.lower(), n) for n in _CANONICAL}
+for _c, _n in _COMPACT.items():
+    _BY_LOWER[_c] = (_n.lower(), _n)
+# exact spellings seen on the wire -> same; lets the parser skip strip()/lower() for them
+_FAST: dict[str, tuple[str, str]] = dict(_BY_LOWER)
+for _n in _CANONICAL:
+    _FAST[_n] = _BY_LOWER[_n.lower()]
+for _c, _n in _COMPACT.items():
+    _FAST[_c.upper()] = _BY_LOWER[_c]
+
+# Headers whose grammar is a comma-separated list (RFC 3261 §20 and the extensions above).
+LIST_HEADERS = frozenset(
+    [
+        "accept",
+        "accept-contact",
+        "accept-encoding",
+        "accept-language",
+        "accept-resource-priority",
+        "alert-info",
+        "allow",
+        "allow-events",
+        "call-info",
+        "contact",
+        "content-encoding",
+        "content-language",
+        "diversion",
+        "error-info",
+        "history-info",
+        "in-reply-to",
+        "p-asserted-identity",
+        "p-associated-uri",
+        "p-preferred-identity",
+        "path",
+        "proxy-require",
+        "reason",
+        "record-route",
+        "reject-contact",
+        "request-disposition",
+        "require",
+        "resource-priority",
+        "route",
+        "security-client",
+        "security-server",
+        "security-verify",
+        "service-route",
+        "supported",
+        "unsupported",
+        "via",
+        "warning",
+    ]
+)
+
+TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+# Python 3.11 possessive quantifiers (*+, ++) keep every pattern linear: a 64 kB hostile value
+# cannot make the matcher backtrack.
+_T = r"[A-Za-z0-9\-.!%*_+`'~]"
+_QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*+"'
+_PARAM = rf"[ \t]*+;[ \t]*+({_T}++)(?:[ \t]*+=[ \t]*+([A-Za-z0-9\-.!%*_+`'~:\[\]]++|{_QUOTED}))?+"
+_TOKEN_RE = re.compile(rf"{_T}++")
+_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]++")
+_WORD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]++")
+_PARAM_RE = re.compile(_PARAM)
+_PARAMS_RE = re.compile(rf"(?:{_PARAM})*+[ \t]*+")
+# the common shape: no whitespace, no quoted strings
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{_T}++(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]++)?+)++")
+_VIA_RE = re.compile(
+    rf"({_T}++)[ \t]*+/[ \t]*+({_T}++)[ \t]*+/[ \t]*+({_T}++)[ \t]++"
+    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?:[ \t]*+:[ \t]*+([0-9]++))?+(.*+)",
+    re.DOTALL,
+)
+# the usual name-addr shapes; anything else takes the careful path in parse_name_addr
+_NAME_ADDR_RE = re.compile(
+    rf'(?:"((?:[^"\\\r\n]|\\[^\r\n])*+)"[ \t]*+|((?:{_T}++[ \t]*+)*+))<([^<>\s]++)>(.*+)',
+    re.DOTALL,
+)
+_CSEQ_RE = re.compile(rf"([0-9]++)[ \t]++({_T}++)")
+# Fast paths for the shapes nearly every message uses (no LWS around separators, no quoted
+# parameter values).  One fullmatch validates the whole value; other shapes fall back.
+_SIMPLE = rf"(?:;{_T}++(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]++)?+)*+"
+_FAST_VIA_RE = re.compile(
+    rf"SIP/2\.0/({_T}++) (\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?::([0-9]{{1,5}}+))?+({_SIMPLE})"
+)
+_FAST_NAME_ADDR_RE = re.compile(
+    rf'(?:"((?:[^"\\\r\n]|\\[^\r\n])*+)" ?+|({_T}++(?: {_T}++)*+) ?+)?+<([^<>\s]++)>({_SIMPLE})'
+)
+_CALL_ID_RE = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]++(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]++)?+"
+)
+
+
+def is_token(text: str) -> bool:
+    return _TOKEN_RE.fullmatch(text) is not None
+
+
+def header_key(name: str) -> str:
+    """Lookup key for a header name: lower-case long form, so ``v``, ``VIA`` and ``Via`` agree."""
+    known = _FAST.get(name)
+    if known is not None:
+        return known[0]
+    lower = name.strip(" \t").lower()
+    known = _BY_LOWER.get(lower)
+    return known[0] if known is not None else lower
+
+
+def canonical_name(name: str) -> tuple[str, str]:
+    """``(key, spelling)`` for a header name from the wire; raises on a name that is no token."""
+    known = _FAST.get(name)
+    if known is not None:
+        return known
+    stripped = name.strip(" \t")
+    known = _BY_LOWER.get(stripped.lower())
+    if known is not None:
+        return known
+    if not _TOKEN_RE.fullmatch(stripped):
+        raise SipParseError(400, "Malformed header name")
+    return stripped.lower(), stripped
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexical helpers: quoted strings, comma lists, parameter lists
+
+
+def scan_quoted(text: str, start: int) -> int:
+    """Index just past the quoted-string opening at *start*; quoted-pairs are skipped."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            return i + 1
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "\r" or ch == "\n":
+            break
+        i += 1
+    raise SipParseError(400, "Unterminated quoted string")
+
+
+def unquote(text: str) -> str:
+    """Value of a quoted-string (quotes removed, quoted-pairs resolved); other text unchanged."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out = []
+    i = 0
+    while i < len(inner):
+        ch = inner[i]
+        if ch == "\\" and i + 1 < len(inner):
+            out.append(inner[i + 1])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def quote(text: str) -> str:
+    """A quoted-string carrying *text* (backslash and quote escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a list header's value at commas outside quoted strings and ``<...>``.
+
+    Elements are stripped of LWS; empty elements are kept so callers can reject them where the
+    grammar does (a Via of ``;;,;,,`` is RFC 4475 ``badinv01``).  An unterminated quote or
+    ``<`` makes the rest one element: splitting never fails, the element's parser does.
+    """
+    if '"' not in value and "<" not in value:
+        if "," not in value:
+            return [value]
+        return [part.strip(" \t") for part in value.split(",")]
+    parts: list[str] = []
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if ch == '"':
+            try:
+                i = scan_quoted(value, i)
+            except SipParseError:
+                break
+            continue
+        if ch == "<":
+            close = value.find(">", i)
+            if close < 0:
+                break
+            i = close + 1
+            continue
+        if ch == ",":
+            parts.append(value[start:i].strip(" \t"))
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip(" \t"))
+    return parts
+
+
+def _simple_params(text: str) -> dict[str, str | None]:
+    """Parameters already validated by one of the fast regexes (no LWS, no quotes)."""
+    if text.count(";") == 1:
+        name, eq, value = text[1:].partition("=")
+        return {name.lower(): value if eq else None}
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        name = name.lower()
+        if name not in params:
+            params[name] = value if eq else None
+    return params
+
+
+def parse_params(text: str, what: str) -> dict[str, str | None]:
+    """``;name[=value]`` items (*text* starts at the first ``;``, LWS allowed around both).
+
+    Names are lower-cased (parameter names are case-insensitive); values keep their case and,
+    for quoted strings, their quotes, so they serialise back unchanged.  Empty names or values
+    are errors: RFC 4475 ``badinv01`` (``;;;;``) must get a 400.  On a repeated name the first
+    one counts.
+    """
+    if _SIMPLE_PARAMS_RE.fullmatch(text) is not None:
+        return _simple_params(text)
+    if _PARAMS_RE.fullmatch(text) is None:
+        raise SipParseError(400, f"Malformed {what} parameters")
+    items = _PARAM_RE.findall(text)
+    if len(items) == 1:
+        name, value = items[0]
+        return {name.lower(): value or None}
+    return {name.lower(): value or None for name, value in reversed(items)}
+
+
+def format_params(params: Mapping[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Via
+
+
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;branch=...;received=...;rport=...``."""
+
+    __slots__ = ("_raw", "host", "params", "port", "protocol", "transport")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Mapping[str, str | None] | None = None,
+        *,
+        protocol: str = "SIP/2.0",
+        raw: str | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport.upper()
+        self.host = host
+        self.port = port
+        self.params: dict[str, str | None] = dict(params) if params else {}
+        self._raw = raw
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value filled in by the server (RFC 3581), or None."""
+        value = self.params.get("rport")
+        return int(value) if value else None
+
+    @property
+    def has_rport(self) -> bool:
+        """Whether the client asked for symmetric response routing (RFC 3581 §3)."""
+        return "rport" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
+    def is_rfc3261_branch(self) -> bool:
+        """A branch that starts with the magic cookie and has an id after it (§8.1.1.7).
+
+        A bare ``z9hG4bK`` (RFC 4475 ``badbranch``) is treated as an RFC 2543 branch, so
+        matching falls back to §17.2.3's older rules instead of colliding on one shared id.
+        """
+        branch = self.params.get("branch")
+        return branch is not None and len(branch) > 7 and branch.startswith(MAGIC_COOKIE)
+
+    def with_params(self, **params: str | None) -> Via:
+        merged = dict(self.params)
+        merged.update(params)
+        return Via(self.transport, self.host, self.port, merged, protocol=self.protocol)
+
+    def response_address(self, default_port: int = 5060) -> tuple[str, int]:
+        """Where an unreliable transport sends the response (§18.2.2 and RFC 3581 §4).
+
+        ``received`` wins over sent-by; ``rport`` with a value wins over the sent-by port.
+        ``maddr`` (multicast) is ignored: this server never answers to multicast groups.
+        """
+        host = self.params.get("received") or self.host
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        port = self.rport or self.port or (5061 if self.transport == "TLS" else default_port)
+        return host, port
+
+    def __str__(self) -> str:
+        if self._raw is None:
+            port = "" if self.port is None else f":{self.port}"
+            self._raw = f"{self.protocol}/{self.transport} {self.host}{port}" + format_params(
+                self.params
+            )
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"Via({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def parse_via(text: str, what: str = "Via") -> Via:
+    match = _FAST_VIA_RE.fullmatch(text)
+    if match is None:
+        return _parse_via_generally(text)
+    transport, host, port_text, param_text = match.groups()
+    via = Via.__new__(Via)
+    if param_text:
+        params = _simple_params(param_text)
+        if params.get("branch", "") is None or "rport" in params or "ttl" in params:
+            _check_via_params(params)
+        via.params = params
+    else:
+        via.params = {}
+    if port_text is None:
+        via.port = None
+    else:
+        port = int(port_text)
+        if port > 65535:
+            raise SipParseError(400, "Bad port in Via header")
+        via.port = port
+    via.protocol = "SIP/2.0"
+    via.transport = transport.upper()
+    via.host = host
+    via._raw = text
+    return via
+
+
+def _parse_via_generally(text: str) -> Via:
+    match = _VIA_RE.fullmatch(text)
+    if match is None:
+        raise SipParseError(400, "Malformed Via header")
+    name, version, transport, host, port_text, rest = match.groups()
+    via = Via.__new__(Via)
+    if rest:
+        params = parse_params(rest, "Via")
+        if params.get("branch", "") is None or "rport" in params or "ttl" in params:
+            _check_via_params(params)
+        via.params = params
+    else:
+        via.params = {}
+    if port_text is None:
+        via.port = None
+    else:
+        port = int(port_text)
+        if port > 65535 or len(port_text) > 5:
+            raise SipParseError(400, "Bad port in Via header")
+        via.port = port
+    via.protocol = "SIP/2.0" if name == "SIP" and version == "2.0" else f"{name.upper()}/{version}"
+    via.transport = transport.upper()
+    via.host = host
+    via._raw = text
+    return via
+
+
+def _check_via_params(params: dict[str, str | None]) -> None:
+    if "branch" in params and not params["branch"]:
+        raise SipParseError(400, "Via branch has no value")
+    rport = params.get("rport")
+    if rport is not None and (not rport.isdigit() or int(rport) > 65535):
+        raise SipParseError(400, "Bad rport in Via header")
+    ttl = params.get("ttl")
+    if ttl is not None and (not ttl.isdigit() or int(ttl) > 255):
+        raise SipParseError(400, "Bad ttl in Via header")
+
+
+def parse_vias(values: Iterable[str]) -> list[Via]:
+    vias: list[Via] = []
+    for value in values:
+        for item in split_commas(value):
+            if not item:
+                raise SipParseError(400, "Empty Via value")
+            vias.append(parse_via(item))
+    return vias
+
+
+# ---------------------------------------------------------------------------------------------
+# name-addr / addr-spec (From, To, Contact, Route, Record-Route, Reply-To, ...)
+
+
+class NameAddr:
+    """``[display-name] <uri>;params`` or ``uri;params``; the URI is parsed on first use.
+
+    Deferring the URI keeps From/To tag reads cheap.  When the URI is finally read and is
+    malformed, :class:`SipParseError` surfaces then; request validation reads it up front.
+    """
+
+    __slots__ = ("_raw", "_uri", "display_name", "params", "uri_text")
+
+    def __init__(
+        self,
+        uri: Uri | str,
+        display_name: str | None = None,
+        params: Mapping[str, str | None] | None = None,
+        *,
+        raw: str | None = None,
+    ) -> None:
+        if isinstance(uri, str):
+            self.uri_text = uri
+            self._uri: Uri | None = None
+        else:
+            self.uri_text = str(uri)
+            self._uri = uri
+        self.display_name = display_name
+        self.params: dict[str, str | None] = dict(params) if params else {}
+        self._raw = raw
+
+    @property
+    def uri(self) -> Uri:
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    @property
+    def sip_uri(self) -> SipUri | None:
+        uri = self.uri
+        return uri if isinstance(uri, SipUri) else None
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def with_tag(self, tag: str) -> NameAddr:
+        return self.with_params(tag=tag)
+
+    def with_params(self, **params: str | None) -> NameAddr:
+        merged = dict(self.params)
+        merged.update(params)
+        out = NameAddr(self.uri_text, self.display_name, merged)
+        out._uri = self._uri
+        return out
+
+    def __str__(self) -> str:
+        if self._raw is None:
+            display = ""
+            if self.display_name is not None:
+                words = self.display_name.split(" ")
+                plain = all(w and _TOKEN_RE.fullmatch(w) for w in words)
+                display = (self.display_name if plain else quote(self.display_name)) + " "
+            self._raw = f"{display}<{self.uri_text}>{format_params(self.params)}"
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"NameAddr({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NameAddr):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def parse_name_addr(text: str, what: str) -> NameAddr:
+    """Parse one name-addr or addr-spec value (already separated from any list)."""
+    match = _FAST_NAME_ADDR_RE.fullmatch(text)
+    if match is not None:
+        quoted, display, uri_text, tail = match.groups()
+        addr = NameAddr.__new__(NameAddr)
+        if quoted is not None:
+            display = unquote(f'"{quoted}"') if "\\" in quoted else quoted
+        addr.display_name = display
+        addr.uri_text = uri_text
+        addr._uri = None
+        addr.params = _simple_params(tail) if tail else {}
+        addr._raw = text
+        return addr
+    match = _NAME_ADDR_RE.fullmatch(text)
+    if match is not None:
+        quoted, plain, uri_text, tail = match.groups()
+        if quoted is not None:
+            display = unquote(f'"{quoted}"') if "\\" in quoted else quoted
+        else:
+            display = plain.rstrip(" \t") or None
+        addr = NameAddr.__new__(NameAddr)
+        addr.uri_text = uri_text
+        addr._uri = None
+        addr.display_name = display
+        addr.params = parse_params(tail, what) if tail else {}
+        addr._raw = text
+        return addr
+    return _parse_name_addr_slowly(text, what)
+
+
+def _parse_name_addr_slowly(text: str, what: str) -> NameAddr:
+    """Every other shape, mostly malformed ones: find the problem and name it."""
+    display: str | None = None
+    if not text:
+        raise SipParseError(400, f"Empty {what} header")
+    if text[0] == '"':
+        try:
+            end = scan_quoted(text, 0)
+        except SipParseError:
+            raise SipParseError(400, f"Unterminated quoted string in {what} header") from None
+        display = unquote(text[:end])
+        rest = text[end:].lstrip(" \t")
+        if not rest.startswith("<"):
+            raise SipParseError(400, f"Malformed {what} header")
+    else:
+        lt = text.find("<")
+        if lt < 0:
+            return _parse_addr_spec(text, what)
+        display_text = text[:lt].strip(" \t")
+        if display_text:
+            # RFC 4475 lwsdisp: a token display name glued to '<' is accepted; baddn's
+            # unquoted commas and dots are not tokens and are refused.
+            if not all(_TOKEN_RE.fullmatch(w) for w in display_text.split()):
+                raise SipParseError(400, f"Malformed display name in {what} header")
+            display = display_text
+        rest = text[lt:]
+    gt = rest.find(">")
+    if gt < 0:
+        raise SipParseError(400, f"Malformed {what} header (missing '>')")
+    uri_text = rest[1:gt]
+    if not uri_text or uri_text[0] in " \t" or uri_text[-1] in " \t":
+        raise SipParseError(400, f"Malformed URI in {what} header")
+    tail = rest[gt + 1 :]
+    params = parse_params(tail, what) if tail.strip(" \t") else {}
+    return NameAddr(uri_text, display, params, raw=text)
+
+
+def _parse_addr_spec(text: str, what: str) -> NameAddr:
+    semi = text.find(";")
+    uri_text = (text if semi < 0 else text[:semi]).rstrip(" \t")
+    # §20: a URI with ',', '?' or ';' must be in <>; here ';' already starts the header
+    # params (RFC 4475 cparam01), and '?' means the sender forgot the brackets (regbadct).
+    if not uri_text or any(ch in uri_text for ch in ' \t?,<>"'):
+        raise SipParseError(400, f"Malformed {what} header")
+    params = parse_params(text[semi:], what) if semi >= 0 else {}
+    return NameAddr(uri_text, None, params, raw=text)
+
+
+def parse_name_addrs(values: Iterable[str], what: str) -> list[NameAddr]:
+    out: list[NameAddr] = []
+    for value in values:
+        for item in split_commas(value):
+            if not item:
+                raise SipParseError(400, f"Empty {what} value")
+            out.append(parse_name_addr(item, what))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# scalars
+
+
+def parse_cseq(value: str, what: str = "CSeq") -> tuple[int, str]:
+    match = _CSEQ_RE.fullmatch(value)
+    if match is None:
+        raise SipParseError(400, "Malformed CSeq header")
+    number, method = match.groups()
+    if len(number) > 10 or (seq := int(number)) > MAX_CSEQ:
+        raise SipParseError(400, "CSeq number out of range")
+    return seq, method
+
+
+def parse_uint(value: str, what: str, limit: int) -> int:
+    """A delta-seconds or similar 1*DIGIT value no larger than *limit*."""
+    value = value.strip(" \t")
+    if not value.isdigit() or not value.isascii():
+        raise SipParseError(400, f"Malformed {what} header")
+    if len(value) > 20 or int(value) > limit:
+        raise SipParseError(400, f"{what} value out of range")
+    return int(value)
+
+
+def check_call_id(value: str, what: str = "Call-ID") -> str:
+    if _CALL_ID_RE.fullmatch(value) is None:
+        raise SipParseError(400, "Malformed Call-ID header")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# the container
+
+
+class Headers:
+    """Ordered, case-insensitive, compact-form aware multi-map of header lines.
+
+    Values are kept raw (folding already collapsed).  Two lookup tables are built only when
+    first needed: the first value per header (all the hot path reads) and all values per
+    header.  Parsed forms of structured headers are cached per header key and dropped whenever
+    that header is changed through this object.
+    """
+
+    __slots__ = ("_cache", "_fields", "_first", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: list[tuple[str, str, str]] = []
+        self._first: dict[str, str] | None = None
+        self._index: dict[str, list[str]] | None = None
+        self._cache: dict[str, Any] = {}
+        for name, value in items:
+            key, canon = canonical_name(name)
+            self._fields.append((key, canon, value))
+
+    @classmethod
+    def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
+        self = cls.__new__(cls)
+        self._fields = fields
+        self._first = None
+        self._index = None
+        self._cache = {}
+        return self
+
+    # -- reading
+
+    def first(self, key: str) -> str | None:
+        """The first line's raw value for lookup *key* (see :func:`header_key`)."""
+        first = self._first
+        if first is None:
+            first = self._first = {f[0]: f[2] for f in reversed(self._fields)}
+        return first.get(key)
+
+    def raw_values(self, name: str) -> list[str]:
+        """Every header line's value for *name*, unsplit, in order."""
+        return list(self._raw_key(header_key(name)))
+
+    def count(self, name: str) -> int:
+        """Number of header lines called *name*."""
+        return len(self._raw_key(header_key(name)))
+
+    def _raw_key(self, key: str) -> list[str]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, _, value in self._fields:
+                values = index.get(k)
+                if values is None:
+                    index[k] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index.get(key, _EMPTY)
+
+    def get(self, name: str) -> str | None:
+        """The header's value: the first line's, or for a list header every line joined with
+        ", " (§7.3.1 makes the two spellings equivalent)."""
+        key = header_key(name)
+        values = self._raw_key(key)
+        if not values:
+            return None
+        if len(values) == 1 or key not in LIST_HEADERS:
+            return values[0]
+        return ", ".join(values)
+
+    def get_all(self, name: str) -> list[str]:
+        """All values of *name*, comma-split where the header's grammar is a list."""
+        key = header_key(name)
+        values = self._raw_key(key)
+        if key not in LIST_HEADERS:
+            return list(values)
+        out: list[str] = []
+        for value in values:
+            out.extend(item for item in split_commas(value) if item)
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.first(header_key(name)) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for _, name, value in self._fields:
+            yield name, value
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, value) for _, name, value in self._fields]
+
+    # -- changing
+
+    def _changed(self, key: str) -> None:
+        self._index = None
+        self._first = None
+        self._cache.pop(key, None)
+        if key == "via":
+            self._cache.pop("via:top", None)
+
+    def add(self, name: str, value: object) -> None:
+        key, canon = canonical_name(name)
+        self._fields.append((key, canon, str(value)))
+        self._changed(key)
+
+    def prepend(self, name: str, value: object) -> None:
+        """Insert *value* above any existing *name* lines (the top Via position)."""
+        key, canon = canonical_name(name)
+        for i, (k, _, _) in enumerate(self._fields):
+            if k == key:
+                self._fields.insert(i, (key, canon, str(value)))
+                break
+        else:
+            self._fields.insert(0, (key, canon, str(value)))
+        self._changed(key)
+
+    def set(self, name: str, value: object) -> None:
+        """Replace every *name* line with one line, where the first one was (else at the end)."""
+        key, canon = canonical_name(name)
+        new: list[tuple[str, str, str]] = []
+        placed = False
+        for field in self._fields:
+            if field[0] == key:
+                if not placed:
+                    new.append((key, canon, str(value)))
+                    placed = True
+            else:
+                new.append(field)
+        if not placed:
+            new.append((key, canon, str(value)))
+        self._fields = new
+        self._changed(key)
+
+    def remove(self, name: str) -> int:
+        key = header_key(name)
+        before = len(self._fields)
+        self._fields = [f for f in self._fields if f[0] != key]
+        self._changed(key)
+        return before - len(self._fields)
+
+    def pop_first(self, name: str) -> str | None:
+        """Remove and return the first list element of *name* (e.g. our own Via on a response)."""
+        key = header_key(name)
+        for i, (k, canon, value) in enumerate(self._fields):
+            if k != key:
+                continue
+            items = split_commas(value) if key in LIST_HEADERS else [value]
+            first, rest = items[0], [item for item in items[1:] if item]
+            if rest:
+                self._fields[i] = (k, canon, ", ".join(rest))
+            else:
+                del self._fields[i]
+            self._changed(key)
+            return first
+        return None
+
+    def copy(self) -> Headers:
+        return Headers._from_parsed(list(self._fields))
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+_EMPTY: list[str] = []

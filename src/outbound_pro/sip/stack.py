@@ -1,0 +1,320 @@
+"""The asyncio side of SIP: listeners, the one transaction timer, and dispatch to the TU.
+
+Everything protocol-shaped happens in the sans-I/O core (:mod:`~outbound_pro.sip.message`,
+:mod:`~outbound_pro.sip.validate`, :mod:`~outbound_pro.sip.transaction`); this module only
+carries out the actions it returns: bytes to sockets, events to the transaction user, and one
+``call_at`` for the earliest transaction deadline.
+
+Malformed input never escapes as an exception: a parse or validation failure becomes the RFC's
+response when one can be addressed, otherwise it is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from outbound_pro.metrics import Registry
+from outbound_pro.sip.errors import SipParseError
+from outbound_pro.sip.message import Request, Response, parse_message, stamp_received
+from outbound_pro.sip.timers import TimerConfig
+from outbound_pro.sip.transaction import (
+    Action,
+    ClientTransaction,
+    Discarded,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransaction,
+    TimedOut,
+    TransactionLayer,
+    Transmit,
+    TransportFailed,
+)
+from outbound_pro.sip.transport import (
+    Address,
+    ConnectionTable,
+    StreamConnection,
+    UdpListener,
+    open_stream,
+    open_udp,
+)
+from outbound_pro.sip.validate import validate_request
+
+log = logging.getLogger("outbound_pro.sip")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a request came from: the socket it arrived on and the peer address.
+
+    It is the server transaction's target, so responses leave by the same listener (or the same
+    connection) they arrived on, as §18.2.2 wants.
+    """
+
+    via: UdpListener | StreamConnection
+    address: Address
+
+    @property
+    def kind(self) -> str:
+        return self.via.kind
+
+    @property
+    def reliable(self) -> bool:
+        return self.via.reliable
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A next hop for a request we originate: transport name and address."""
+
+    kind: str
+    address: Address
+
+
+class TransactionUser(Protocol):
+    """What sits above the transaction layer: the router to registrar, B2BUA and friends."""
+
+    def request_received(self, event: RequestReceived, source: Source) -> None: ...
+
+    def response_received(self, event: ResponseReceived) -> None: ...
+
+    def server_timed_out(self, transaction: ServerTransaction) -> None: ...
+
+
+class SipStack:
+    """Owns the listeners and the transaction layer of one SIP endpoint."""
+
+    def __init__(
+        self,
+        user: TransactionUser,
+        metrics: Registry,
+        *,
+        timers: TimerConfig | None = None,
+        max_size: int = 65535,
+        max_headers: int = 256,
+        tcp_idle_timeout: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.user = user
+        self.layer = TransactionLayer(timers or TimerConfig())
+        self.connections = ConnectionTable()
+        self.max_size = max_size
+        self.max_headers = max_headers
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.clock = clock
+        self.udp: UdpListener | None = None
+        self._servers: list[asyncio.Server] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._received = metrics.counter(
+            "outbound_pro_sip_messages_received_total", "SIP messages received", ("transport",)
+        )
+        self._sent = metrics.counter("outbound_pro_sip_messages_sent_total", "SIP messages sent")
+        self._rejected = metrics.counter(
+            "outbound_pro_sip_rejected_total",
+            "Malformed or invalid SIP input, by outcome",
+            ("outcome",),
+        )
+        metrics.gauge("outbound_pro_sip_transactions", "Live SIP transactions")
+        metrics.gauge("outbound_pro_sip_connections", "Open SIP TCP/TLS connections")
+        metrics.on_collect(self._collect)
+        self._metrics = metrics
+
+    def _collect(self) -> None:
+        self._metrics.gauge("outbound_pro_sip_transactions", "").set(len(self.layer))
+        self._metrics.gauge("outbound_pro_sip_connections", "").set(len(self.connections))
+
+    # -- lifecycle
+
+    async def listen(
+        self,
+        host: str,
+        *,
+        udp_port: int | None = None,
+        tcp_port: int | None = None,
+        tls_port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        if udp_port is not None:
+            self.udp = await open_udp(self, host, udp_port)
+        streams = [("tcp", tcp_port, None), ("tls", tls_port, tls)]
+        for kind, port, ctx in streams:
+            if port is None or (kind == "tls" and ctx is None):
+                continue
+            self._servers.append(
+                await open_stream(
+                    self,
+                    self.connections,
+                    host,
+                    port,
+                    kind=kind,
+                    tls=ctx,
+                    max_size=self.max_size,
+                    idle_timeout=self.tcp_idle_timeout,
+                )
+            )
+
+    def bound_ports(self) -> dict[str, int]:
+        ports: dict[str, int] = {}
+        if self.udp is not None:
+            ports["udp"] = self.udp.local[1]
+        for server, kind in zip(self._servers, ("tcp", "tls"), strict=False):
+            ports[kind] = server.sockets[0].getsockname()[1]
+        return ports
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for server in self._servers:
+            server.close()
+        self.connections.close_all()
+        for server in self._servers:
+            await server.wait_closed()
+        if self.udp is not None:
+            self.udp.close()
+
+    # -- Sink: bytes in
+
+    def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
+        self._received.inc(1, "udp")
+        self._incoming(data, Source(listener, source))
+
+    def stream_message_received(self, data: bytes, conn: StreamConnection) -> None:
+        self._received.inc(1, conn.kind)
+        self._incoming(data, Source(conn, conn.peer))
+
+    def stream_framing_error(self, error: SipParseError, conn: StreamConnection) -> None:
+        """The stream lost sync (RFC 4475 ncl/mcl01): answer if addressable, then close."""
+        self._rejected.inc(1, "framing")
+        response = error.response()
+        if response is not None:
+            conn.send(response.to_bytes())
+
+    def _incoming(self, data: bytes, source: Source) -> None:
+        try:
+            message = parse_message(data, max_size=self.max_size, max_headers=self.max_headers)
+        except SipParseError as err:
+            self._reject(err, source)
+            return
+        if isinstance(message, Request):
+            try:
+                stamp_received(message, source.address[0], source.address[1])
+            except SipParseError as err:
+                self._reject(err, source)
+                return
+            try:
+                problem = validate_request(message)
+            except SipParseError as err:
+                self._rejected.inc(1, "dropped")
+                log.debug("dropped request", extra={"reason": err.reason})
+                return
+            if problem is not None:
+                self._rejected.inc(1, str(problem.status))
+                self._route_response(problem, source)
+                return
+        actions = self.layer.receive(message, source, self.clock(), reliable=source.reliable)
+        self._run(actions, source)
+
+    def _reject(self, err: SipParseError, source: Source) -> None:
+        response = err.response()
+        if response is None:
+            self._rejected.inc(1, "dropped")
+            return
+        self._rejected.inc(1, str(err.status))
+        self._route_response(response, source)
+
+    # -- actions out
+
+    def _run(self, actions: list[Action], arrived_from: Source | None = None) -> None:
+        """Carry out *actions*; *arrived_from* is the source of the message that caused them,
+        the only place an ACK for a 2xx (which has no transaction) can be traced back to."""
+        user = self.user
+        for action in actions:
+            if isinstance(action, Transmit):
+                self._transmit(action)
+            elif isinstance(action, RequestReceived):
+                target = action.transaction.target if action.transaction else arrived_from
+                if isinstance(target, Source):
+                    user.request_received(action, target)
+            elif isinstance(action, ResponseReceived):
+                user.response_received(action)
+            elif isinstance(action, TimedOut):
+                user.server_timed_out(action.transaction)
+            elif isinstance(action, TransportFailed):
+                log.info("transport failed for a server transaction")
+            elif isinstance(action, Discarded):
+                self._rejected.inc(1, "discarded")
+        self._rearm()
+
+    def _transmit(self, action: Transmit) -> None:
+        self._sent.inc()
+        target = action.target
+        if isinstance(action.message, Response) and isinstance(target, Source):
+            self._route_response(action.message, target, action.data)
+        elif isinstance(target, Destination):
+            self._send_to(target, action.data)
+
+    def _route_response(
+        self, response: Response, source: Source, data: bytes | None = None
+    ) -> None:
+        """§18.2.2: reliable transports answer on the connection; UDP by Via and rport."""
+        payload = data if data is not None else response.to_bytes()
+        if source.reliable:
+            source.via.send(payload)
+            return
+        try:
+            address = response.top_via.response_address()
+        except SipParseError:
+            address = source.address
+        source.via.send(payload, address)
+
+    def _send_to(self, destination: Destination, data: bytes) -> None:
+        if destination.kind == "udp":
+            if self.udp is not None:
+                self.udp.send(data, destination.address)
+            return
+        conn = self.connections.get(destination.kind, destination.address)
+        if conn is not None:
+            conn.send(data)
+
+    def _rearm(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is None or self._loop is None:
+            return
+        delay = max(0.0, deadline - self.clock())
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run(self.layer.timeout(self.clock()))
+
+    # -- TU API
+
+    def respond(self, transaction: ServerTransaction, response: Response) -> None:
+        self._run(self.layer.send_response(transaction, response, self.clock()))
+
+    def respond_stateless(self, response: Response, source: Source) -> None:
+        """Answer a request that has no server transaction (the 2xx-ACK has none to answer)."""
+        self._route_response(response, source)
+
+    def send_request(self, request: Request, destination: Destination) -> ClientTransaction:
+        reliable = destination.kind != "udp"
+        txn, actions = self.layer.send_request(
+            request, destination, self.clock(), reliable=reliable
+        )
+        self._run(actions)
+        return txn
