@@ -16,13 +16,21 @@ from pathlib import Path
 
 from aiohttp import web
 
+from outbound_pro.accounts.digest import DigestAuthenticator
+from outbound_pro.accounts.keys import load_or_create_key
+from outbound_pro.accounts.service import AccountService
+from outbound_pro.accounts.sessions import SessionManager
 from outbound_pro.config import Config
 from outbound_pro.logs import setup_logging
 from outbound_pro.metrics import Registry
+from outbound_pro.registrar.core import Registrar
+from outbound_pro.registrar.endpoint import RegistrarEndpoint
 from outbound_pro.sip.router import Router
 from outbound_pro.sip.stack import SipStack
 from outbound_pro.sip.timers import TimerConfig
+from outbound_pro.store import Database, open_database
 from outbound_pro.tlscert import ensure_self_signed, server_context
+from outbound_pro.web.api import ApiServices, make_setup
 from outbound_pro.web.app import create_app
 
 log = logging.getLogger("outbound_pro.app")
@@ -49,6 +57,8 @@ class Server:
             tcp_idle_timeout=sip.tcp_idle_timeout,
         )
         self.router.attach(self.sip)
+        self.db: Database | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.http_port: int | None = None
 
     def _tls_paths(self) -> tuple[Path, Path]:
@@ -61,6 +71,14 @@ class Server:
         self.config.data_path.mkdir(parents=True, exist_ok=True)
         cert, key = self._tls_paths()
         self.tls_context = server_context(cert, key)
+        self.db = open_database(self.config.database_path)
+        self.accounts = AccountService(self.db, admin_url=self.config.admin_url)
+        self.registrar = Registrar(
+            self.db, DigestAuthenticator(load_or_create_key(self.config.data_path / "digest.key"))
+        )
+        RegistrarEndpoint(self.registrar, self.router, self.sip, self.metrics)
+        self.sessions = SessionManager(self.accounts.store)
+        api = ApiServices(self.accounts, self.sessions, registrations=self.registrar)
         sip = self.config.sip
         await self.sip.listen(
             sip.host,
@@ -70,19 +88,33 @@ class Server:
             tls=self.tls_context,
         )
         log.info("sip listening", extra={"ports": self.sip.bound_ports()})
-        app = create_app(self.metrics)
+        app = create_app(self.metrics, [make_setup(api)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("http listening", extra={"port": self.http_port})
+        self._housekeeping = asyncio.create_task(self._housekeep())
+
+    async def _housekeep(self) -> None:
+        """Expire registrations and web sessions once a minute."""
+        while True:
+            now = time.time()
+            self.registrar.purge_expired(now)
+            self.sessions.purge(now)
+            await asyncio.sleep(60)
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.sip.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
 
 async def serve(config: Config) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from outbound_pro import __version__
 from outbound_pro.config import ConfigError, load_config
 
-COMMAND_MODULES: tuple[str, ...] = ("outbound_pro.billing.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("outbound_pro.accounts.cli", "outbound_pro.billing.cli")
 
 
 def _serve(args: argparse.Namespace) -> int:

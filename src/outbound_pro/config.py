@@ -50,6 +50,7 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str = "data"
+    admin_url: str = "https://localhost:8080/"
     log_level: str = "info"
     sip: SipConfig = SipConfig()
     tls: TlsConfig = TlsConfig()

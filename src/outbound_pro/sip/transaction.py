@@ -515,6 +515,16 @@ class TransactionLayer:
     def transport_error(self, transaction: Transaction, now: float) -> list[Action]:
         return self._absorb(transaction, transaction.transport_error(now))
 
+    def forget(self, transaction: ServerTransaction) -> None:
+        """Drop a server transaction the TU chose not to answer (a blocked source).
+
+        Without this a request answered by silence would keep its transaction forever: a
+        non-INVITE server transaction has no timer until it sends a final response.
+        """
+        if self._transactions.get(transaction.key) is transaction:
+            del self._transactions[transaction.key]
+            transaction.state = State.TERMINATED
+
     def receive(
         self, message: Request | Response, source: Target, now: float, *, reliable: bool = False
     ) -> list[Action]:

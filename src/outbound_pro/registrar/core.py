@@ -1,0 +1,413 @@
+"""REGISTER processing (RFC 3261 §10.3) as sans-I/O logic over the store.
+
+`Registrar.process` takes a `RegisterRequest` (the parts of a REGISTER the registrar reads),
+the source address and transport it came from, and the time; it returns a `RegisterResult`
+saying which response to send (or to drop the request) and which bindings changed. No sockets,
+no clock: the SIP transport adapter (`registrar.sip_adapter`) turns it into a SIP response.
+
+Order of checks, and why:
+
+1. Flood limits (per source, and global) first: they are the cheapest and protect the rest.
+   Over the limit → 503 with Retry-After, never an unbounded queue.
+2. A source blocked for failed authentications is dropped; a throttled one gets 503.
+3. Digest authentication with realm = the contract's SIP domain. Unknown domains and unknown
+   users get the same challenge as real ones (no enumeration).
+4. Only after a correct password: contract and ID status (403), AOR ownership (403).
+5. Contacts: wildcard, expiry negotiation (423 + Min-Expires), q-values, Call-ID/CSeq order;
+   then all changes are written in one transaction and the current bindings returned.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from outbound_pro.accounts import numbers as jp
+from outbound_pro.accounts.digest import DigestAuthenticator, Outcome, ParseError
+from outbound_pro.accounts.digest import parse_authorization as parse_digest
+from outbound_pro.accounts.models import ContractStatus, IdStatus, NumberOwner
+from outbound_pro.accounts.throttle import AuthGuard, Level, RateLimiter
+from outbound_pro.registrar.model import Binding, BindingChange
+from outbound_pro.sip.errors import SipParseError
+from outbound_pro.sip.headers import Headers, parse_cseq, parse_name_addr
+from outbound_pro.sip.message import Request, Response, make_response
+from outbound_pro.sip.uri import SipUri, parse_uri
+from outbound_pro.store.accounts import AccountsStore
+from outbound_pro.store.db import Database
+from outbound_pro.store.registrar import RegistrarStore
+
+REGISTRABLE = (ContractStatus.ACTIVE, ContractStatus.RESTRICTED)
+
+
+@dataclass(frozen=True)
+class RegistrarLimits:
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10  # per AOR: a phone farm behind one ID is not a booth
+    source_rate: float = 50.0  # REGISTERs per second from one address
+    source_burst: float = 100.0
+    global_rate: float = 5000.0
+    global_burst: float = 10000.0
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """What the registrar reads from a REGISTER; built from the parsed SIP message."""
+
+    request_uri: str
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("call-id") or ""
+
+
+@dataclass
+class RegisterResult:
+    """The response to send (``status is None``: send nothing) and what changed."""
+
+    status: int | None
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    changes: list[BindingChange] = field(default_factory=list)
+    id_id: int | None = None
+
+    @property
+    def dropped(self) -> bool:
+        return self.status is None
+
+
+@dataclass
+class RegisterOutcome:
+    """What the transport does with one REGISTER: send ``response`` (None: drop it)."""
+
+    response: Response | None
+    changes: list[BindingChange]
+    result: RegisterResult
+
+
+class _Reject(Exception):
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def _retry_after(seconds: float) -> list[tuple[str, str]]:
+    return [("Retry-After", str(max(1, math.ceil(seconds))))]
+
+
+class Registrar:
+    """One per server, owned by the event loop. Implements `RegistrationView` for the API."""
+
+    def __init__(
+        self,
+        db: Database,
+        authenticator: DigestAuthenticator,
+        *,
+        limits: RegistrarLimits | None = None,
+        guard: AuthGuard | None = None,
+    ) -> None:
+        self.accounts = AccountsStore(db)
+        self.store = RegistrarStore(db)
+        self.auth = authenticator
+        self.limits = limits or RegistrarLimits()
+        self.guard = guard or AuthGuard()
+        self._source_rate = RateLimiter(self.limits.source_rate, self.limits.source_burst)
+        self._global_rate = RateLimiter(self.limits.global_rate, self.limits.global_burst)
+
+    # -- lookups for the B2BUA and the API -------------------------------------------------
+
+    def contacts_for(self, contract_id: int, id_id: int, now: float) -> list[Binding]:
+        """Live bindings of a user ID, best first; empty when the ID or contract may not be
+        reached (revoked, suspended), even if rows linger."""
+        return [b for b in self.store.live_for_id(id_id, now) if b.contract_id == contract_id]
+
+    def user_for_number(self, e164: str) -> NumberOwner | None:
+        """The user ID a telephone number rings (inbound routing)."""
+        try:
+            number = jp.normalize(e164)
+        except jp.InvalidNumber:
+            return None
+        return self.accounts.number_owner(number)
+
+    def registrations(self, contract_id: int, now: float) -> list[Binding]:
+        return self.store.live_for_contract(contract_id, now)
+
+    def purge_expired(self, now: float) -> int:
+        return self.store.purge_expired(now)
+
+    # -- REGISTER -------------------------------------------------------------------------
+
+    def handle_register(
+        self,
+        request: Request,
+        source_addr: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> RegisterOutcome:
+        """The SIP entry point: a parsed REGISTER in, the response to send out.
+
+        *source_addr* is the address the request really came from (after NAT) and
+        *transport* is "udp", "tcp", "tls" or "ws"/"wss"; *now* is wall-clock seconds (bindings
+        are persisted, so their expiry must survive a restart). The To tag is derived from the
+        Call-ID and CSeq, so a retransmitted REGISTER gets a byte-identical answer.
+        """
+        result = self.process(
+            RegisterRequest(request.uri_text, request.headers), source_addr, transport, now
+        )
+        if result.status is None:
+            return RegisterOutcome(None, [], result)
+        seed = f"{request.get('call-id')}|{request.get('cseq')}".encode("utf-8", "replace")
+        to_tag = hashlib.sha256(seed).hexdigest()[:16]
+        response = make_response(
+            request, result.status, result.reason, to_tag=to_tag, headers=result.headers
+        )
+        return RegisterOutcome(response, result.changes, result)
+
+    def process(
+        self,
+        request: RegisterRequest,
+        source: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> RegisterResult:
+        try:
+            return self._process(request, source, transport.lower(), now)
+        except _Reject as exc:
+            return RegisterResult(exc.status, exc.reason, exc.headers)
+        except SipParseError as exc:
+            return RegisterResult(exc.status or 400, exc.reason)
+
+    def _challenge(self, realm: str, now: float, *, stale: bool = False) -> RegisterResult:
+        return RegisterResult(
+            401,
+            "Unauthorized",
+            [("WWW-Authenticate", value) for value in self.auth.challenge(realm, now, stale=stale)],
+        )
+
+    def _process(
+        self, request: RegisterRequest, source: tuple[str, int], transport: str, now: float
+    ) -> RegisterResult:
+        host = source[0]
+        for limiter, key in ((self._global_rate, "*"), (self._source_rate, host)):
+            verdict = limiter.take(key, now)
+            if not verdict.allowed:
+                raise _Reject(503, "Service Unavailable", _retry_after(verdict.retry_after))
+        verdict = self.guard.check_source(f"ip:{host}", now)
+        if verdict.level is Level.BLOCKED:
+            return RegisterResult(None, "source blocked")
+        if not verdict.allowed:
+            raise _Reject(503, "Service Unavailable", _retry_after(verdict.retry_after))
+
+        headers = request.headers
+        to_value = headers.get("to")
+        if to_value is None:
+            raise _Reject(400, "Missing To")
+        aor_uri = parse_name_addr(to_value, "To").uri
+        if not isinstance(aor_uri, SipUri) or not aor_uri.user:
+            raise _Reject(400, "To must be a SIP URI with a user part")
+        realm = aor_uri.host.lower()
+        contract = self.accounts.contract_by_domain(realm)
+
+        creds = None
+        for value in headers.get_all("authorization"):
+            try:
+                parsed = parse_digest(value)
+            except ParseError as exc:
+                raise _Reject(400, "Malformed Authorization") from exc
+            if parsed is not None and parsed.realm == realm:
+                creds = parsed
+                break
+        if creds is None:
+            return self._challenge(realm, now)
+
+        ident = f"{realm}/{creds.username}"
+        verdict = self.guard.check(f"ip:{host}", ident, now)
+        if verdict.level is Level.BLOCKED:
+            return RegisterResult(None, "source blocked for this ID")
+        if not verdict.allowed:
+            raise _Reject(503, "Service Unavailable", _retry_after(verdict.retry_after))
+        secrets = (
+            self.accounts.sip_secrets(contract.id, creds.username) if contract is not None else None
+        )
+        ha1 = None
+        if secrets is not None:
+            ha1 = secrets.ha1_sha256 if creds.algorithm == "SHA-256" else secrets.ha1_md5
+        outcome = self.auth.verify(
+            creds,
+            method="REGISTER",
+            realm=realm,
+            ha1=ha1,
+            now=now,
+            request_uri=request.request_uri,
+        )
+        if outcome.outcome is Outcome.FAILED:
+            self.guard.failure(f"ip:{host}", ident, now)
+            return self._challenge(realm, now)
+        if outcome.outcome is Outcome.STALE:
+            return self._challenge(realm, now, stale=True)
+        self.guard.success(f"ip:{host}", ident)
+        assert contract is not None and secrets is not None
+
+        if contract.status not in REGISTRABLE:
+            raise _Reject(403, f"Forbidden (contract {contract.status.value})")
+        if secrets.status is IdStatus.REVOKED:
+            raise _Reject(403, "Forbidden (ID revoked)")
+        identity = self.accounts.get_identity(secrets.id)
+        if identity is None or identity.removed_at is not None:
+            raise _Reject(403, "Forbidden (ID revoked)")
+        aor_user = self._aor_user(aor_uri.user, creds.username, identity.numbers)
+        if aor_user is None:
+            raise _Reject(403, "Forbidden (AOR is not this ID's)")
+        aor = f"sip:{aor_user}@{realm}"
+        result = self._update_bindings(
+            request, aor, contract.id, secrets.id, source, transport, now
+        )
+        result.id_id = secrets.id
+        return result
+
+    @staticmethod
+    def _aor_user(user: str, login: str, numbers: list[str]) -> str | None:
+        """The canonical AOR user: the login itself, or one of the ID's numbers in E.164."""
+        if user == login:
+            return login
+        try:
+            e164 = jp.normalize(user)
+        except jp.InvalidNumber:
+            return None
+        return e164 if e164 in numbers else None
+
+    def _expires(self, text: str | None, what: str) -> int | None:
+        if text is None:
+            return None
+        text = text.strip()
+        if not text.isdigit() or not text.isascii():
+            raise _Reject(400, f"Malformed {what}")
+        return min(int(text), 2**32 - 1)
+
+    def _update_bindings(
+        self,
+        request: RegisterRequest,
+        aor: str,
+        contract_id: int,
+        id_id: int,
+        source: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> RegisterResult:
+        limits = self.limits
+        headers = request.headers
+        call_id = request.call_id
+        cseq_value = headers.get("cseq")
+        if not call_id or cseq_value is None:
+            raise _Reject(400, "Missing Call-ID or CSeq")
+        cseq, _ = parse_cseq(cseq_value)
+        header_expires = self._expires(headers.get("expires"), "Expires")
+        user_agent = (headers.get("user-agent") or "")[:200]
+        existing = self.store.bindings_of(id_id, aor)
+        values = headers.get_all("contact")
+
+        def order_ok(b: Binding) -> bool:
+            return b.call_id != call_id or cseq > b.cseq
+
+        if any(v.strip() == "*" for v in values):
+            if len(values) != 1 or header_expires != 0:
+                raise _Reject(400, "Wildcard Contact needs Expires: 0 and no other Contact")
+            if not all(order_ok(b) for b in existing):
+                raise _Reject(400, "CSeq out of order")
+            self.store.apply((), existing)
+            return RegisterResult(
+                200, "OK", self._date(now), [BindingChange("removed", b) for b in existing]
+            )
+
+        upserts: list[Binding] = []
+        removals: list[Binding] = []
+        changes: list[BindingChange] = []
+        by_contact = {b.contact: b for b in existing}
+        parsed_existing = []
+        for b in existing:
+            try:
+                parsed_existing.append((parse_uri(b.contact), b))
+            except SipParseError:
+                parsed_existing.append((None, b))
+        for value in values:
+            contact = parse_name_addr(value, "Contact")
+            uri = contact.uri
+            if not isinstance(uri, SipUri):
+                raise _Reject(400, "Contact must be a sip: or sips: URI")
+            expires = self._expires(contact.params.get("expires"), "Contact expires")
+            if expires is None:
+                expires = header_expires if header_expires is not None else limits.default_expires
+            if 0 < expires < limits.min_expires:
+                raise _Reject(423, "Interval Too Brief", [("Min-Expires", str(limits.min_expires))])
+            expires = min(expires, limits.max_expires)
+            q = self._q(contact.params.get("q"))
+            match = by_contact.get(contact.uri_text) or next(
+                (b for u, b in parsed_existing if u is not None and u == uri), None
+            )
+            if match is not None and not order_ok(match):
+                raise _Reject(400, "CSeq out of order")
+            instance = (contact.params.get("+sip.instance") or "").strip('"')[:200]
+            if expires == 0:
+                if match is not None:
+                    removals.append(match)
+                    changes.append(BindingChange("removed", match))
+                continue
+            binding = Binding(
+                contract_id=contract_id,
+                id_id=id_id,
+                aor=aor,
+                contact=match.contact if match is not None else contact.uri_text,
+                q=q,
+                expires_at=now + expires,
+                call_id=call_id,
+                cseq=cseq,
+                transport=transport,
+                source_host=source[0],
+                source_port=source[1],
+                user_agent=user_agent,
+                instance=instance,
+                updated_at=now,
+            )
+            upserts.append(binding)
+            changes.append(BindingChange("refreshed" if match else "added", binding))
+        live_after = {b.contact for b in existing if b.expires_at > now}
+        live_after -= {b.contact for b in removals}
+        live_after |= {b.contact for b in upserts}
+        if len(live_after) > limits.max_contacts:
+            raise _Reject(403, f"Forbidden (more than {limits.max_contacts} contacts)")
+        stale_rows = [b for b in existing if b.expires_at <= now and b.contact not in live_after]
+        self.store.apply(upserts, removals + stale_rows)
+        return RegisterResult(
+            200, "OK", self._contact_headers(id_id, aor, now), [c for c in changes]
+        )
+
+    @staticmethod
+    def _q(text: str | None) -> float:
+        if text is None:
+            return 1.0
+        try:
+            q = float(text)
+        except ValueError as exc:
+            raise _Reject(400, "Malformed q-value") from exc
+        if not 0.0 <= q <= 1.0 or len(text) > 5:
+            raise _Reject(400, "Malformed q-value")
+        return q
+
+    @staticmethod
+    def _date(now: float) -> list[tuple[str, str]]:
+        return [("Date", email.utils.formatdate(now, usegmt=True))]
+
+    def _contact_headers(self, id_id: int, aor: str, now: float) -> list[tuple[str, str]]:
+        out = self._date(now)
+        for b in self.store.bindings_of(id_id, aor):
+            if b.expires_at > now:
+                q = f";q={b.q:g}" if b.q != 1.0 else ""
+                out.append(("Contact", f"<{b.contact}>;expires={b.expires_in(now)}{q}"))
+        return out
