@@ -12,6 +12,7 @@ response when one can be addressed, otherwise it is dropped and counted.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import time
@@ -84,6 +85,14 @@ class TransactionUser(Protocol):
     def response_received(self, event: ResponseReceived) -> None: ...
 
     def server_timed_out(self, transaction: ServerTransaction) -> None: ...
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class SipStack:
@@ -270,10 +279,14 @@ class SipStack:
             source.via.send(payload)
             return
         try:
-            address = response.top_via.response_address()
+            host, port = response.top_via.response_address()
         except SipParseError:
-            address = source.address
-        source.via.send(payload, address)
+            host, port = source.address
+        if not _is_ip(host):
+            # A sent-by name with no `received` (an error answered before stamping): the packet's
+            # source is where the client is, and a DNS lookup per bad datagram is an amplifier.
+            host = source.address[0]
+        source.via.send(payload, (host, port))
 
     def _send_to(self, destination: Destination, data: bytes) -> None:
         if destination.kind == "udp":

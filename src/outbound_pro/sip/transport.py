@@ -34,6 +34,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.sink = sink
         self.transport: asyncio.DatagramTransport | None = None
         self.local: Address = ("0.0.0.0", 0)
+        self.send_errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -46,8 +47,14 @@ class UdpListener(asyncio.DatagramProtocol):
         """ICMP errors (port unreachable) are normal on UDP; transactions time out instead."""
 
     def send(self, data: bytes, addr: Address) -> None:
-        if self.transport is not None:
+        if self.transport is None:
+            return
+        try:
             self.transport.sendto(data, addr)
+        except (OSError, ValueError):
+            # An unusable destination (bad port, wrong family) must cost one message, never the
+            # listener: an exception here would unwind into the event loop's receive path.
+            self.send_errors += 1
 
     def close(self) -> None:
         if self.transport is not None:
