@@ -20,6 +20,8 @@ from outbound_pro.accounts.digest import DigestAuthenticator
 from outbound_pro.accounts.keys import load_or_create_key
 from outbound_pro.accounts.service import AccountService
 from outbound_pro.accounts.sessions import SessionManager
+from outbound_pro.billing.ledger import BillingService
+from outbound_pro.billing.model import Issuer
 from outbound_pro.config import Config
 from outbound_pro.logs import setup_logging
 from outbound_pro.metrics import Registry
@@ -31,6 +33,7 @@ from outbound_pro.sip.timers import TimerConfig
 from outbound_pro.store import Database, open_database
 from outbound_pro.tlscert import ensure_self_signed, server_context
 from outbound_pro.web.api import ApiServices, make_setup
+from outbound_pro.web.api_billing import make_setup as make_billing_setup
 from outbound_pro.web.app import create_app
 
 log = logging.getLogger("outbound_pro.app")
@@ -88,7 +91,14 @@ class Server:
             tls=self.tls_context,
         )
         log.info("sip listening", extra={"ports": self.sip.bound_ports()})
-        app = create_app(self.metrics, [make_setup(api)])
+        issuer = self.config.billing
+        self.billing = BillingService(
+            self.db,
+            issuer=Issuer(issuer.issuer_name, issuer.registration_number)
+            if issuer.issuer_name
+            else None,
+        )
+        app = create_app(self.metrics, [make_setup(api), make_billing_setup(api, self.billing)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)

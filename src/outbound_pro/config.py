@@ -48,6 +48,23 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     registration_number: str = ""
 
 
+class SmtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The ``[smtp]`` table (billing notices). ``host`` empty means no mail server is configured.
+
+    ``starttls`` upgrades the connection before ``username``/``password`` are sent; a login
+    without STARTTLS is refused unless the host is loopback, so a password never crosses a
+    network in clear.
+    """
+
+    host: str = ""
+    port: int = 25
+    from_address: str = ""
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str = "data"
     admin_url: str = "https://localhost:8080/"
@@ -56,6 +73,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tls: TlsConfig = TlsConfig()
     http: HttpConfig = HttpConfig()
     billing: BillingConfig = BillingConfig()
+    smtp: SmtpConfig = SmtpConfig()
 
     @property
     def data_path(self) -> Path:

@@ -58,7 +58,7 @@ ALLOW, FORBID, HIDE = Effect.ALLOW, Effect.FORBIDDEN, Effect.NOT_FOUND
 def expected(role: str, action: Action, contract: int, aff: int) -> Effect:
     """The rules of the SPEC, written out independently of policy.check."""
     if role == "operator":
-        if action in (Action.CONTRACT_VIEW, Action.AUDIT_VIEW):
+        if action in (Action.CONTRACT_VIEW, Action.AUDIT_VIEW, Action.BILLING_VIEW):
             return ALLOW
         return FORBID
     if contract == OTHER:
@@ -67,6 +67,8 @@ def expected(role: str, action: Action, contract: int, aff: int) -> Effect:
         return ALLOW
     if role == "user":
         return ALLOW if action is Action.AFFILIATION_VIEW and aff == AFF_A else FORBID
+    if action is Action.BILLING_VIEW:
+        return FORBID  # invoices: the contract's admin only, scoped or not
     if action is Action.SUBADMIN_MANAGE:
         return FORBID
     if role == "subadmin":
@@ -305,3 +307,36 @@ def test_inbound_calls_ignore_outbound_restrictions_but_not_concurrency() -> Non
     busy = call(policy=closed, outbound=False, active_calls=1)
     assert (busy.allowed, busy.sip_status) == (False, 486)
     assert not call(contract_status=ContractStatus.SUSPENDED, outbound=False).allowed
+
+
+# -- billing -------------------------------------------------------------------------------
+
+
+def test_billing_actions_are_where_the_matrix_expects_them() -> None:
+    """BILLING_MANAGE is the provider's (so the provider test above covers it for every role)
+    and BILLING_VIEW is a read action (so a suspended admin can still read invoices)."""
+    assert Action.BILLING_MANAGE in PROVIDER_ACTIONS
+    assert Action.BILLING_VIEW in READ_ACTIONS
+    assert Action.BILLING_VIEW in CONTRACT_ACTIONS
+
+
+@pytest.mark.parametrize("role", sorted(P))
+def test_billing_view_of_own_and_other_contract(role: str) -> None:
+    own = check(P[role], Action.BILLING_VIEW, Target(contract_id=OWN)).effect
+    other = check(P[role], Action.BILLING_VIEW, Target(contract_id=OTHER)).effect
+    assert own is {"operator": ALLOW, "admin": ALLOW}.get(role, FORBID)
+    assert other is (ALLOW if role == "operator" else HIDE)
+
+
+@pytest.mark.parametrize("role", ["admin", "subadmin", "scoped", "user"])
+def test_billing_manage_on_a_contract_is_refused_to_contract_ids(role: str) -> None:
+    decision = check(P[role], Action.BILLING_MANAGE, Target(contract_id=OWN))
+    assert decision.effect is FORBID
+    assert check(P["operator"], Action.BILLING_MANAGE, Target(contract_id=OWN)).allowed
+
+
+def test_terminated_contract_admin_still_reads_invoices() -> None:
+    admin = Principal(
+        Role.ADMIN, 100, "admin", OWN, "a.local", contract_status=ContractStatus.TERMINATED
+    )
+    assert check(admin, Action.BILLING_VIEW, Target(contract_id=OWN)).allowed

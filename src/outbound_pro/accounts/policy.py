@@ -69,6 +69,8 @@ class Action(StrEnum):
     CONTRACT_LIST = "contract.list"
     OPERATOR_MANAGE = "operator.manage"
     TRUNK_MANAGE = "trunk.manage"
+    # issue invoices and credit notes, record payments and outages (the provider's books)
+    BILLING_MANAGE = "billing.manage"
     # contract level
     CONTRACT_VIEW = "contract.view"
     USER_VIEW = "user.view"
@@ -87,6 +89,8 @@ class Action(StrEnum):
     DEVICE_DELETE = "device.delete"
     AUDIT_VIEW = "audit.view"
     REGISTRATIONS_VIEW = "registrations.view"
+    # a contract's issued invoices: the provider, and the contract's admin (read-only)
+    BILLING_VIEW = "billing.view"
     # any logged-in principal, on itself
     SELF_VIEW = "self.view"
     SELF_PASSWORD = "self.password"
@@ -104,6 +108,7 @@ PROVIDER_ACTIONS = frozenset(
         Action.CONTRACT_LIST,
         Action.OPERATOR_MANAGE,
         Action.TRUNK_MANAGE,
+        Action.BILLING_MANAGE,
     }
 )
 READ_ACTIONS = frozenset(
@@ -116,6 +121,7 @@ READ_ACTIONS = frozenset(
         Action.AUDIT_VIEW,
         Action.REGISTRATIONS_VIEW,
         Action.SELF_VIEW,
+        Action.BILLING_VIEW,
     }
 )
 CREATE_ACTIONS = frozenset({Action.USER_CREATE, Action.DEVICE_CREATE, Action.AFFILIATION_CREATE})
@@ -174,7 +180,11 @@ def check(principal: Principal, action: Action, target: Target) -> Decision:
             return ALLOW
         return HIDDEN
     if role is Role.OPERATOR:
-        if action in PROVIDER_ACTIONS or action in (Action.CONTRACT_VIEW, Action.AUDIT_VIEW):
+        if action in PROVIDER_ACTIONS or action in (
+            Action.CONTRACT_VIEW,
+            Action.AUDIT_VIEW,
+            Action.BILLING_VIEW,
+        ):
             return ALLOW
         return Decision(Effect.FORBIDDEN, "provider operators do not manage IDs inside a contract")
     # admin, sub-admin, user: bound to one contract
@@ -196,6 +206,10 @@ def check(principal: Principal, action: Action, target: Target) -> Decision:
     if role is Role.ADMIN:
         return ALLOW
     # sub-admin
+    if action is Action.BILLING_VIEW:
+        # Invoices are the contracting company's business with the provider, not an
+        # affiliation's: only the contract's admin sees them.
+        return Decision(Effect.FORBIDDEN, "only the contract's admin sees its invoices")
     if action is Action.SUBADMIN_MANAGE:
         return Decision(Effect.FORBIDDEN, "only the contract's admin manages sub-admin IDs")
     if principal.scope is None:

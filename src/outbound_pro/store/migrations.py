@@ -189,7 +189,60 @@ _REGISTRAR_1 = (
     "CREATE INDEX sip_bindings_expiry ON sip_bindings (expires_at)",
 )
 
+# Billing (queries in store/billing.py). Issued invoices are insert-only there.
+_BILLING_1 = (
+    # Outages the operator recorded as "wholly unusable" (Art. 29-1). Timestamps are ISO 8601
+    # with their zone as entered; billing places them in a month in Japan time.
+    """CREATE TABLE billing_outages (
+        id INTEGER PRIMARY KEY,
+        contract_id INTEGER NOT NULL REFERENCES contracts (id),
+        recognised TEXT NOT NULL,
+        restored TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX billing_outages_contract ON billing_outages (contract_id)",
+    # `revision` 0 is the month's first invoice; a replacement after a credit note is 1, 2, ...
+    # The unique index makes a second monthly run (or two runs at once) unable to issue the
+    # same contract's month twice.
+    """CREATE TABLE billing_invoices (
+        number TEXT PRIMARY KEY,
+        contract_id INTEGER NOT NULL REFERENCES contracts (id),
+        month TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        refers_to TEXT REFERENCES billing_invoices (number),
+        issue_date TEXT NOT NULL,
+        due_date TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        issued_at TEXT NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX billing_invoices_revision"
+    " ON billing_invoices (contract_id, month, kind, revision)",
+    # An invoice is cancelled at most once.
+    "CREATE UNIQUE INDEX billing_invoices_refers_to ON billing_invoices (refers_to)",
+    """CREATE TABLE billing_payments (
+        id INTEGER PRIMARY KEY,
+        invoice_number TEXT NOT NULL REFERENCES billing_invoices (number),
+        contract_id INTEGER NOT NULL REFERENCES contracts (id),
+        paid_on TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX billing_payments_contract ON billing_payments (contract_id, paid_on)",
+    "CREATE INDEX billing_payments_invoice ON billing_payments (invoice_number)",
+    """CREATE TABLE billing_mail (
+        invoice_number TEXT PRIMARY KEY REFERENCES billing_invoices (number),
+        address TEXT NOT NULL,
+        sent_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("accounts", 1, "contracts, IDs, numbers, affiliations, devices, audit", _ACCOUNTS_1),
     Migration("registrar", 1, "SIP registrations (bindings)", _REGISTRAR_1),
+    Migration("billing", 1, "outages, issued invoices, payments, invoice mail", _BILLING_1),
 )
