@@ -70,7 +70,9 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def start_server(tmp: Path, extra_toml: str = "") -> ServerProcess:
+def start_server(tmp: Path, extra_toml: str = "", extra_config: str = "") -> ServerProcess:
+    """Start `outbound-pro serve` on free ports; *extra_toml* goes into [sip], *extra_config*
+    (whole tables) at the end of the file."""
     sip_port = free_port(both=True)
     tls_port = free_port(socket.SOCK_STREAM)
     http_port = free_port(socket.SOCK_STREAM)
@@ -81,7 +83,7 @@ def start_server(tmp: Path, extra_toml: str = "") -> ServerProcess:
         f'data_dir = "{data_dir}"\n'
         f'[sip]\nhost = "127.0.0.1"\nudp_port = {sip_port}\ntcp_port = {sip_port}\n'
         f"tls_port = {tls_port}\n{extra_toml}\n"
-        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n{extra_config}\n'
     )
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:

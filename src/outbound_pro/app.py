@@ -27,6 +27,7 @@ from outbound_pro.logs import setup_logging
 from outbound_pro.metrics import Registry
 from outbound_pro.registrar.core import Registrar
 from outbound_pro.registrar.endpoint import RegistrarEndpoint
+from outbound_pro.registrar.keepalive import start_keepalive
 from outbound_pro.sip.router import Router
 from outbound_pro.sip.stack import SipStack
 from outbound_pro.sip.timers import TimerConfig
@@ -62,6 +63,7 @@ class Server:
         self.router.attach(self.sip)
         self.db: Database | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
 
     def _tls_paths(self) -> tuple[Path, Path]:
@@ -77,7 +79,9 @@ class Server:
         self.db = open_database(self.config.database_path)
         self.accounts = AccountService(self.db, admin_url=self.config.admin_url)
         self.registrar = Registrar(
-            self.db, DigestAuthenticator(load_or_create_key(self.config.data_path / "digest.key"))
+            self.db,
+            DigestAuthenticator(load_or_create_key(self.config.data_path / "digest.key")),
+            limits=self.config.registrar,
         )
         RegistrarEndpoint(self.registrar, self.router, self.sip, self.metrics)
         self.sessions = SessionManager(self.accounts.store)
@@ -91,6 +95,17 @@ class Server:
             tls=self.tls_context,
         )
         log.info("sip listening", extra={"ports": self.sip.bound_ports()})
+        reg = self.config.registrar
+        if reg.keepalive_interval > 0:
+            ports = self.sip.bound_ports()
+            self._keepalive_task = start_keepalive(
+                self.registrar,
+                self.sip,
+                self.router,
+                interval=reg.keepalive_interval,
+                max_misses=reg.keepalive_max_misses,
+                sent_by=f"{self._sip_public_host()}:{ports.get('udp', sip.udp_port)}",
+            )[1]
         issuer = self.config.billing
         self.billing = BillingService(
             self.db,
@@ -115,9 +130,16 @@ class Server:
             self.sessions.purge(now)
             await asyncio.sleep(60)
 
+    def _sip_public_host(self) -> str:
+        """The host this server names in Via and Contact: the listen address, or loopback."""
+        sip = self.config.sip
+        return "127.0.0.1" if sip.host in ("0.0.0.0", "::") else sip.host
+
     async def stop(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -48,6 +48,29 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     registration_number: str = ""
 
 
+class RegistrarConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The ``[registrar]`` table: expiry bounds, flood limits, client quirks and keep-alives."""
+
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10  # per AOR: a phone farm behind one ID is not a booth
+    source_rate: float = 50.0  # REGISTERs per second from one address
+    source_burst: float = 100.0
+    global_rate: float = 5000.0
+    global_burst: float = 10000.0
+    # User-Agent prefixes of clients that fail on a challenge with an algorithm they do not
+    # know instead of picking one they do: libre before 3.x (baresip 1.x) aborts the whole
+    # registration with ENOSYS on `algorithm=SHA-256`, SIPp 3.6 reads only the first
+    # WWW-Authenticate and refuses anything but MD5, and so do SIPVicious' tools
+    # ("friendly-scanner"), which crash on it. They get the MD5 challenge alone; this gives
+    # nothing away, since MD5 is offered to every client anyway, and it means a password
+    # guesser is stopped by the throttle (tested with svcrack), not by its own parser bug.
+    md5_only_agents: tuple[str, ...] = ("baresip", "sipp", "friendly-scanner")
+    keepalive_interval: float = 30.0  # OPTIONS to every registered contact; 0 = off
+    keepalive_max_misses: int = 3  # unanswered probes in a row before a binding is removed
+
+
 class SmtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The ``[smtp]`` table (billing notices). ``host`` empty means no mail server is configured.
 
@@ -74,6 +97,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     http: HttpConfig = HttpConfig()
     billing: BillingConfig = BillingConfig()
     smtp: SmtpConfig = SmtpConfig()
+    registrar: RegistrarConfig = RegistrarConfig()
 
     @property
     def data_path(self) -> Path:

@@ -39,19 +39,22 @@ class BaresipPhone:
     seen: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def start(cls, workdir: Path, *, extra_config: str = "") -> BaresipPhone:
+    def start(
+        cls, workdir: Path, *, host: str = "127.0.0.1", extra_config: str = ""
+    ) -> BaresipPhone:
+        """Start baresip with an empty account list, its SIP socket on *host* (any loopback
+        address works on Linux, which lets a test give each phone its own source address)."""
         if shutil.which("baresip") is None:
             raise AssertionError("baresip is not installed: run `make test`, which installs it")
         workdir.mkdir(parents=True, exist_ok=True)
-        sip_port = _free_pair()
+        sip_port = _free_pair(host)
         ctrl_port = free_port(socket.SOCK_STREAM)
         (workdir / "accounts").write_text("")
         (workdir / "contacts").write_text("")
         (workdir / "config").write_text(
             f"""poll_method epoll
-sip_listen 127.0.0.1:{sip_port}
-sip_transports udp,tcp
-net_interface 127.0.0.1
+sip_listen {host}:{sip_port}
+net_interface {host}
 audio_player nothing
 audio_source nothing
 module_path {MODULES}
@@ -142,13 +145,15 @@ ctrl_tcp_listen 127.0.0.1:{ctrl_port}
         self.sock.close()
 
 
-def _free_pair() -> int:
-    """A SIP port P with P+1 also free: baresip binds TLS on P+1."""
+def _free_pair(host: str) -> int:
+    """A SIP port P with P+1 also free on *host*: baresip binds TLS on P+1."""
     for _ in range(100):
         port = free_port(both=True)
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", port + 1))
+                s.bind((host, port + 1))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((host, port))
         except OSError:
             continue
         return port

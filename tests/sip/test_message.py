@@ -20,6 +20,7 @@ from outbound_pro.sip.message import (
     stamp_received,
 )
 from outbound_pro.sip.uri import SipUri, TelUri, parse_uri
+from outbound_pro.sip.validate import validate_request, validate_response
 
 INVITE = (
     b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
@@ -70,9 +71,22 @@ def test_structured_headers_are_parsed_lazily_and_cached():
     assert m.headers._cache == {}
     first = m.from_
     assert m.from_ is first
-    assert set(m.headers._cache) == {"from"}
+    # the hot-path headers are parsed together; list headers wait until asked for
+    assert {"via:top", "from", "to", "call-id", "cseq", "max-forwards"} <= set(m.headers._cache)
+    assert "contact" not in m.headers._cache and "via" not in m.headers._cache
     m.set("From", "<sip:carol@example.com>;tag=x")
     assert m.from_tag == "x"
+    assert m.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+
+
+def test_one_bad_hot_header_does_not_hide_the_others():
+    m = parse_message(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: lots INVITE"))
+    with pytest.raises(SipParseError, match="CSeq"):
+        m.cseq  # noqa: B018
+    with pytest.raises(SipParseError, match="CSeq"):
+        m.cseq  # noqa: B018 - and again: the failure is remembered, not swallowed
+    assert m.top_via.branch == "z9hG4bK776asdhds"
+    assert m.from_tag == "1928301774"
 
 
 def test_compact_forms_and_case_are_normalised():
@@ -145,9 +159,12 @@ def test_datagram_body_framing():
     assert m.body == b"v=0\n"
     m = parse_message(INVITE.replace(b"Content-Length: 4\r\n", b""))
     assert m.body == b"v=0\n"
+    m = parse_message(INVITE.replace(b"Content-Length: 4", b"Content-Length: 5"))
     with pytest.raises(SipParseError) as info:
-        parse_message(INVITE.replace(b"Content-Length: 4", b"Content-Length: 5"))
+        m.body  # noqa: B018
     assert info.value.status == 400 and info.value.response() is not None
+    response = validate_request(m)  # type: ignore[arg-type]
+    assert response is not None and response.status == 400
 
 
 @pytest.mark.parametrize(
@@ -156,18 +173,50 @@ def test_datagram_body_framing():
         ((b"SIP/2.0\r\nVia", b"SIP/3.0\r\nVia"), 505, True),
         ((b"SIP/2.0\r\nVia", b"SIP/two\r\nVia"), 400, True),
         ((b"INVITE sip:bob", b"INV@TE sip:bob"), 400, True),
-        ((b"Max-Forwards: 70", b"Max Forwards: 70"), 400, True),
-        ((b"Max-Forwards: 70", b"Max-Forwards 70"), 400, True),
-        ((b"Content-Length: 4", b"Content-Length: 4x"), 400, True),
-        ((b"CSeq: 314159 INVITE", b"CSeq: 314159 ACK\r\nX: \rbare"), 400, True),
+        ((b"INVITE sip:bob@biloxi.example.com", b"INVITE sip:bob@biloxi\n.example.com"), 400, True),
         ((b"INVITE sip:bob@biloxi.example.com SIP/2.0", b"ACK sip:bob SIP/3.0"), None, False),
     ],
 )
-def test_start_line_and_header_line_errors(mutation, status, answerable):
+def test_start_line_errors_are_parse_errors(mutation, status, answerable):
     with pytest.raises(SipParseError) as info:
         parse_message(INVITE.replace(*mutation))
     assert info.value.status == status
     assert (info.value.response() is not None) is answerable
+
+
+@pytest.mark.parametrize(
+    ("mutation", "reason"),
+    [
+        ((b"Max-Forwards: 70", b"Max Forwards: 70"), "header name"),
+        ((b"Max-Forwards: 70", b"Max-Forwards 70"), "no colon"),
+        ((b"Content-Length: 4", b"Content-Length: 4x"), "Content-Length"),
+        ((b"Content-Length: 4", b"Content-Length: 4\r\nl: 3"), "Conflicting"),
+        ((b"Max-Forwards: 70", b"Max-Forwards: 70\r\n\tx: y"), "Continuation"),
+        ((b"Max-Forwards: 70", b"Max-Forwards: 70\rX: y"), "Bare CR or LF"),
+        ((b"Max-Forwards: 70", b"Max-Forwards: 70\nCall-ID: other"), "Bare CR or LF"),
+    ],
+)
+def test_header_line_errors_surface_in_validation(mutation, reason):
+    data = INVITE.replace(*mutation)
+    if b"\tx: y" in data:  # a continuation needs a line to continue: put it first
+        data = data.replace(b"Max-Forwards: 70\r\n\tx: y", b"Max-Forwards: 70").replace(
+            b"SIP/2.0\r\nVia", b"SIP/2.0\r\n\tx: y\r\nVia", 1
+        )
+    m = parse_message(data)  # lazy: header lines are not split yet
+    assert isinstance(m, Request)
+    response = validate_request(m)
+    assert response is not None and response.status == 400
+    assert reason in response.reason
+    assert response.get_all("Via") == parse_message(INVITE).get_all("Via")
+    with pytest.raises(SipParseError):
+        m.to_bytes()  # never re-emitted
+
+
+def test_parse_does_not_split_headers_until_asked():
+    m = parse_message(INVITE)
+    assert m.headers._lines is not None and m.headers._fields == []
+    assert m.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert m.headers._lines is None and len(m.headers) == 11
 
 
 def test_bad_responses_are_dropped_not_answered():
@@ -177,13 +226,22 @@ def test_bad_responses_are_dropped_not_answered():
         ok.replace(b"200", b"2000"),
         ok.replace(b"200", b"099"),
         ok.replace(b"SIP/2.0 200", b"SIP/3.0 200"),
-        ok.replace(b"Content-Length: 0", b"Content-Length: -1"),
-        ok.replace(b"Via:", b"Via"),
     ):
         with pytest.raises(SipParseError) as info:
             parse_message(bad)
         assert info.value.status is None
         assert info.value.response() is None
+    for bad in (
+        ok.replace(b"Content-Length: 0", b"Content-Length: -1"),
+        ok.replace(b"Via:", b"Via"),
+    ):
+        m = parse_message(bad)
+        assert isinstance(m, Response)
+        assert validate_response(m) is not None
+        with pytest.raises(SipParseError) as info:
+            m.headers.check()
+            m.body  # noqa: B018
+        assert info.value.status == 400 or info.value.status is None
     m = parse_message(ok.replace(b"Via: SIP/2.0/UDP h", b"Via: garbage"))
     with pytest.raises(SipParseError) as err:
         m.top_via  # noqa: B018
@@ -398,3 +456,23 @@ def test_stamp_received_and_response_address():
     assert isinstance(same, Request)
     stamp_received(same, "203.0.113.7", 5060)
     assert same.top_via.received == "203.0.113.7"  # rport was requested
+
+
+def test_acks_are_never_answered():
+    ack = parse_message(
+        INVITE.replace(b"INVITE sip:bob", b"ACK sip:bob").replace(b"314159 INVITE", b"314159 ACK")
+    )
+    assert isinstance(ack, Request)
+    assert validate_request(ack) is None
+    ack.version = "SIP/3.0"
+    with pytest.raises(SipParseError) as info:
+        validate_request(ack)
+    assert info.value.status is None and info.value.response() is None
+    broken = parse_message(
+        INVITE.replace(b"INVITE sip:bob", b"ACK sip:bob").replace(
+            b"CSeq: 314159 INVITE", b"CSeq: x"
+        )
+    )
+    with pytest.raises(SipParseError) as info:
+        validate_request(broken)  # type: ignore[arg-type]
+    assert info.value.status is None and info.value.response() is None

@@ -140,9 +140,18 @@ def exercise(data: bytes) -> None:
                 layer.send_response(event.transaction, make_response(m, 200), 0.1)  # type: ignore[arg-type]
         layer.timeout(100.0)
         assert len(layer) == 0
-    # whatever parsed serialises back into something that parses the same way
-    # (Content-Length is rewritten to the body length, once)
-    again = parse_message(m.to_bytes())
+    # whatever parsed cleanly serialises back into something that parses the same way
+    # (Content-Length is rewritten to the body length, once); a message with a malformed
+    # header line or Content-Length refuses to serialise rather than re-emit it
+    try:
+        wire = m.to_bytes()
+    except SipParseError:
+        with contextlib.suppress(SipParseError):
+            m.headers.check()
+            m.body  # noqa: B018
+            raise AssertionError("to_bytes refused a message that reads cleanly") from None
+        return
+    again = parse_message(wire)
     assert without_length(again) == without_length(m)
     assert again.get_all("Content-Length") == [str(len(m.body))]
     assert again.body == m.body

@@ -1,8 +1,10 @@
 """RFC 4475 torture messages: every file gives the outcome INDEX.tsv describes.
 
 The table below states, per file, where the message is refused (``parse``: parse_message
-raises; ``validate``: validate_request answers; ``drop``: a response that is discarded) or that
-it is accepted, with the exact status, and whether an error response can be addressed back.
+raises; ``validate``: validate_request answers -- this includes header-line and Content-Length
+errors, which the lazy parser leaves to validation; ``drop``: a response that is discarded) or
+that it is accepted, with the exact status, and whether an error response can be addressed
+back.
 Files the RFC names decoded values for also have a field check.
 """
 
@@ -59,8 +61,8 @@ EXPECTED: dict[str, tuple[str, Outcome]] = {
     "unreason.dat": ("valid-but-tricky", ACCEPT),
     "noreason.dat": ("valid-but-tricky", ACCEPT),
     "badinv01.dat": ("invalid", Outcome("validate", 400, reason="Via")),
-    "clerr.dat": ("invalid", Outcome("parse", 400, reason="Content-Length")),
-    "ncl.dat": ("invalid", Outcome("parse", 400, reason="Content-Length")),
+    "clerr.dat": ("invalid", Outcome("validate", 400, reason="Content-Length")),
+    "ncl.dat": ("invalid", Outcome("validate", 400, reason="Content-Length")),
     "scalar02.dat": ("invalid", Outcome("validate", 400, reason="CSeq")),
     "scalarlg.dat": ("invalid", DROP_RESPONSE),
     "quotbal.dat": ("invalid", Outcome("validate", 400, reason="To")),
@@ -89,7 +91,7 @@ EXPECTED: dict[str, tuple[str, Outcome]] = {
     "invut.dat": ("valid-but-tricky", Outcome("validate", 415)),
     "regaut01.dat": ("valid-but-tricky", ACCEPT),
     "multi01.dat": ("invalid", Outcome("validate", 400, reason="Duplicate")),
-    "mcl01.dat": ("invalid", Outcome("parse", 400, reason="Content-Length")),
+    "mcl01.dat": ("invalid", Outcome("validate", 400, reason="Content-Length")),
     "bcast.dat": ("valid-but-tricky", ACCEPT),
     "zeromf.dat": ("valid-but-tricky", ACCEPT),
     "cparam01.dat": ("valid-but-tricky", ACCEPT),
@@ -507,6 +509,10 @@ def test_every_valid_message_round_trips():
         if outcome.stage not in ("accept", "validate"):
             continue
         m = msg(name)
+        if "Content-Length" in outcome.reason:
+            with pytest.raises(SipParseError):
+                m.to_bytes()  # unframable: refused rather than re-emitted
+            continue
         again = parse_message(m.to_bytes())
         assert type(again) is type(m)
         assert again.headers.items() == m.headers.items() or name in ("inv2543.dat",)

@@ -431,3 +431,13 @@ def test_transaction_emits_timer_actions_with_absolute_deadlines():
     timers = {a.timer: a.deadline for a in actions if isinstance(a, StartTimer)}
     assert timers == {Timer.A: 10.5, Timer.B: 42.0}
     assert txn.deadline == 10.5
+
+
+def test_forget_drops_an_unanswered_server_transaction():
+    layer = TransactionLayer()
+    txn, _ = new_server(layer, request("OPTIONS"))
+    assert len(layer) == 1 and layer.next_deadline() is None  # Trying has no timer at all
+    layer.forget(txn)
+    assert len(layer) == 0 and txn.state is State.TERMINATED
+    # a retransmission now starts afresh rather than hitting a ghost
+    assert any(isinstance(a, RequestReceived) for a in layer.receive(request("OPTIONS"), PEER, 1))

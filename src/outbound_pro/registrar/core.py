@@ -29,6 +29,7 @@ from outbound_pro.accounts.digest import DigestAuthenticator, Outcome, ParseErro
 from outbound_pro.accounts.digest import parse_authorization as parse_digest
 from outbound_pro.accounts.models import ContractStatus, IdStatus, NumberOwner
 from outbound_pro.accounts.throttle import AuthGuard, Level, RateLimiter
+from outbound_pro.config import RegistrarConfig as RegistrarLimits
 from outbound_pro.registrar.model import Binding, BindingChange
 from outbound_pro.sip.errors import SipParseError
 from outbound_pro.sip.headers import Headers, parse_cseq, parse_name_addr
@@ -39,18 +40,6 @@ from outbound_pro.store.db import Database
 from outbound_pro.store.registrar import RegistrarStore
 
 REGISTRABLE = (ContractStatus.ACTIVE, ContractStatus.RESTRICTED)
-
-
-@dataclass(frozen=True)
-class RegistrarLimits:
-    min_expires: int = 60
-    max_expires: int = 3600
-    default_expires: int = 3600
-    max_contacts: int = 10  # per AOR: a phone farm behind one ID is not a booth
-    source_rate: float = 50.0  # REGISTERs per second from one address
-    source_burst: float = 100.0
-    global_rate: float = 5000.0
-    global_burst: float = 10000.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +89,31 @@ class _Reject(Exception):
 
 def _retry_after(seconds: float) -> list[tuple[str, str]]:
     return [("Retry-After", str(max(1, math.ceil(seconds))))]
+
+
+def _digest_uri_for(digest_uri: str, request_uri: str) -> str:
+    """The Request-URI to check the digest-uri against, tolerating differing URI parameters.
+
+    Some phones sign a URI with parameters the Request-URI lacks (pyVoIP signs
+    ``sip:HOST;transport=UDP`` on a ``REGISTER sip:HOST``). Same scheme, user, host and port
+    name the same registrar, and replay is stopped by the nonce (single use without qop,
+    nonce-count with it), so such a digest-uri is accepted as if it were the Request-URI. Any
+    other difference is checked as is and fails.
+    """
+    try:
+        signed, target = parse_uri(digest_uri), parse_uri(request_uri)
+    except SipParseError:
+        return request_uri
+    if (
+        isinstance(signed, SipUri)
+        and isinstance(target, SipUri)
+        and signed.scheme == target.scheme
+        and signed.user == target.user
+        and signed.host.lower() == target.host.lower()
+        and signed.port == target.port
+    ):
+        return digest_uri
+    return request_uri
 
 
 class Registrar:
@@ -184,12 +198,13 @@ class Registrar:
         except SipParseError as exc:
             return RegisterResult(exc.status or 400, exc.reason)
 
-    def _challenge(self, realm: str, now: float, *, stale: bool = False) -> RegisterResult:
-        return RegisterResult(
-            401,
-            "Unauthorized",
-            [("WWW-Authenticate", value) for value in self.auth.challenge(realm, now, stale=stale)],
-        )
+    def _challenge(
+        self, realm: str, now: float, user_agent: str, *, stale: bool = False
+    ) -> RegisterResult:
+        values = self.auth.challenge(realm, now, stale=stale)
+        if user_agent.lower().startswith(self.limits.md5_only_agents):
+            values = [v for v in values if "algorithm=MD5" in v]
+        return RegisterResult(401, "Unauthorized", [("WWW-Authenticate", v) for v in values])
 
     def _process(
         self, request: RegisterRequest, source: tuple[str, int], transport: str, now: float
@@ -224,8 +239,9 @@ class Registrar:
             if parsed is not None and parsed.realm == realm:
                 creds = parsed
                 break
+        user_agent = headers.get("user-agent") or ""
         if creds is None:
-            return self._challenge(realm, now)
+            return self._challenge(realm, now, user_agent)
 
         ident = f"{realm}/{creds.username}"
         verdict = self.guard.check(f"ip:{host}", ident, now)
@@ -245,13 +261,13 @@ class Registrar:
             realm=realm,
             ha1=ha1,
             now=now,
-            request_uri=request.request_uri,
+            request_uri=_digest_uri_for(creds.uri, request.request_uri),
         )
         if outcome.outcome is Outcome.FAILED:
             self.guard.failure(f"ip:{host}", ident, now)
-            return self._challenge(realm, now)
+            return self._challenge(realm, now, user_agent)
         if outcome.outcome is Outcome.STALE:
-            return self._challenge(realm, now, stale=True)
+            return self._challenge(realm, now, user_agent, stale=True)
         self.guard.success(f"ip:{host}", ident)
         assert contract is not None and secrets is not None
 

@@ -18,7 +18,10 @@ from outbound_pro.sip.message import (
     parse_message,
     stamp_received,
 )
+from outbound_pro.sip.timers import TimerConfig
+from outbound_pro.sip.transaction import TransactionLayer
 from outbound_pro.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
+from outbound_pro.sip.validate import Role, validate_request, validate_response
 
 __all__ = [
     "AbsoluteUri",
@@ -26,10 +29,13 @@ __all__ = [
     "NameAddr",
     "Request",
     "Response",
+    "Role",
     "SipParseError",
     "SipUri",
     "StreamFramer",
     "TelUri",
+    "TimerConfig",
+    "TransactionLayer",
     "Via",
     "build_ack_for_non2xx",
     "build_cancel",
@@ -38,4 +44,6 @@ __all__ = [
     "parse_message",
     "parse_uri",
     "stamp_received",
+    "validate_request",
+    "validate_response",
 ]

@@ -197,8 +197,6 @@ _T = r"[A-Za-z0-9\-.!%*_+`'~]"
 _QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*+"'
 _PARAM = rf"[ \t]*+;[ \t]*+({_T}++)(?:[ \t]*+=[ \t]*+([A-Za-z0-9\-.!%*_+`'~:\[\]]++|{_QUOTED}))?+"
 _TOKEN_RE = re.compile(rf"{_T}++")
-_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]++")
-_WORD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]++")
 _PARAM_RE = re.compile(_PARAM)
 _PARAMS_RE = re.compile(rf"(?:{_PARAM})*+[ \t]*+")
 # the common shape: no whitespace, no quoted strings
@@ -383,7 +381,7 @@ def format_params(params: Mapping[str, str | None]) -> str:
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;branch=...;received=...;rport=...``."""
 
-    __slots__ = ("_raw", "host", "params", "port", "protocol", "transport")
+    __slots__ = ("_param_text", "_params", "_raw", "host", "port", "protocol", "transport")
 
     def __init__(
         self,
@@ -399,11 +397,30 @@ class Via:
         self.transport = transport.upper()
         self.host = host
         self.port = port
-        self.params: dict[str, str | None] = dict(params) if params else {}
+        self._params: dict[str, str | None] | None = dict(params) if params else {}
+        self._param_text = ""
         self._raw = raw
 
     @property
+    def params(self) -> dict[str, str | None]:
+        """Parameters, names lower-cased; built on first use (the hot path reads only the
+        branch, which :attr:`branch` finds without them)."""
+        params = self._params
+        if params is None:
+            params = self._params = _simple_params(self._param_text)
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, str | None]) -> None:
+        self._params = value
+
+    @property
     def branch(self) -> str | None:
+        if self._params is None:
+            text = self._param_text
+            if text.startswith(";branch="):
+                end = text.find(";", 8)
+                return text[8:] if end < 0 else text[8:end]
         return self.params.get("branch")
 
     @property
@@ -412,9 +429,10 @@ class Via:
 
     @property
     def rport(self) -> int | None:
-        """The rport value filled in by the server (RFC 3581), or None."""
+        """The rport value filled in by the server (RFC 3581), or None (also when it is not a
+        port number: :func:`check_via` is where that is reported)."""
         value = self.params.get("rport")
-        return int(value) if value else None
+        return int(value) if value and value.isdigit() and len(value) <= 5 else None
 
     @property
     def has_rport(self) -> bool:
@@ -436,7 +454,7 @@ class Via:
         A bare ``z9hG4bK`` (RFC 4475 ``badbranch``) is treated as an RFC 2543 branch, so
         matching falls back to §17.2.3's older rules instead of colliding on one shared id.
         """
-        branch = self.params.get("branch")
+        branch = self.branch
         return branch is not None and len(branch) > 7 and branch.startswith(MAGIC_COOKIE)
 
     def with_params(self, **params: str | None) -> Via:
@@ -477,18 +495,15 @@ class Via:
 
 
 def parse_via(text: str, what: str = "Via") -> Via:
+    """One Via value.  The usual shape is handled in one regex and a short loop (this is the
+    hottest parse in the stack); anything else goes through the general grammar."""
     match = _FAST_VIA_RE.fullmatch(text)
     if match is None:
         return _parse_via_generally(text)
     transport, host, port_text, param_text = match.groups()
     via = Via.__new__(Via)
-    if param_text:
-        params = _simple_params(param_text)
-        if params.get("branch", "") is None or "rport" in params or "ttl" in params:
-            _check_via_params(params)
-        via.params = params
-    else:
-        via.params = {}
+    via._params = None if param_text else {}
+    via._param_text = param_text
     if port_text is None:
         via.port = None
     else:
@@ -503,12 +518,23 @@ def parse_via(text: str, what: str = "Via") -> Via:
     return via
 
 
+def parse_top_via(value: str, what: str = "Via") -> Via:
+    """The first value of a Via line that may hold several."""
+    if "," not in value:
+        return parse_via(value)
+    value = split_commas(value)[0]
+    if not value:
+        raise SipParseError(400, "Empty Via value")
+    return parse_via(value)
+
+
 def _parse_via_generally(text: str) -> Via:
     match = _VIA_RE.fullmatch(text)
     if match is None:
         raise SipParseError(400, "Malformed Via header")
     name, version, transport, host, port_text, rest = match.groups()
     via = Via.__new__(Via)
+    via._param_text = ""
     if rest:
         params = parse_params(rest, "Via")
         if params.get("branch", "") is None or "rport" in params or "ttl" in params:
@@ -534,11 +560,17 @@ def _check_via_params(params: dict[str, str | None]) -> None:
     if "branch" in params and not params["branch"]:
         raise SipParseError(400, "Via branch has no value")
     rport = params.get("rport")
-    if rport is not None and (not rport.isdigit() or int(rport) > 65535):
+    if rport is not None and (not rport.isdigit() or len(rport) > 5 or int(rport) > 65535):
         raise SipParseError(400, "Bad rport in Via header")
     ttl = params.get("ttl")
-    if ttl is not None and (not ttl.isdigit() or int(ttl) > 255):
+    if ttl is not None and (not ttl.isdigit() or len(ttl) > 3 or int(ttl) > 255):
         raise SipParseError(400, "Bad ttl in Via header")
+
+
+def check_via(via: Via) -> None:
+    """The parameter values the grammar cannot check (rport and ttl ranges, an empty branch);
+    the Via parser leaves them to validation so the hot path need not build the dict."""
+    _check_via_params(via.params)
 
 
 def parse_vias(values: Iterable[str]) -> list[Via]:
@@ -562,7 +594,7 @@ class NameAddr:
     malformed, :class:`SipParseError` surfaces then; request validation reads it up front.
     """
 
-    __slots__ = ("_raw", "_uri", "display_name", "params", "uri_text")
+    __slots__ = ("_param_text", "_params", "_raw", "_uri", "display_name", "uri_text")
 
     def __init__(
         self,
@@ -579,8 +611,21 @@ class NameAddr:
             self.uri_text = str(uri)
             self._uri = uri
         self.display_name = display_name
-        self.params: dict[str, str | None] = dict(params) if params else {}
+        self._params: dict[str, str | None] | None = dict(params) if params else {}
+        self._param_text = ""
         self._raw = raw
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        """Header parameters (not URI parameters), names lower-cased; built on first use."""
+        params = self._params
+        if params is None:
+            params = self._params = _simple_params(self._param_text)
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, str | None]) -> None:
+        self._params = value
 
     @property
     def uri(self) -> Uri:
@@ -595,6 +640,11 @@ class NameAddr:
 
     @property
     def tag(self) -> str | None:
+        if self._params is None:
+            text = self._param_text
+            if text.startswith(";tag="):
+                end = text.find(";", 5)
+                return text[5:] if end < 0 else text[5:end]
         return self.params.get("tag")
 
     def with_tag(self, tag: str) -> NameAddr:
@@ -640,7 +690,8 @@ def parse_name_addr(text: str, what: str) -> NameAddr:
         addr.display_name = display
         addr.uri_text = uri_text
         addr._uri = None
-        addr.params = _simple_params(tail) if tail else {}
+        addr._params = None if tail else {}
+        addr._param_text = tail
         addr._raw = text
         return addr
     match = _NAME_ADDR_RE.fullmatch(text)
@@ -650,13 +701,7 @@ def parse_name_addr(text: str, what: str) -> NameAddr:
             display = unquote(f'"{quoted}"') if "\\" in quoted else quoted
         else:
             display = plain.rstrip(" \t") or None
-        addr = NameAddr.__new__(NameAddr)
-        addr.uri_text = uri_text
-        addr._uri = None
-        addr.display_name = display
-        addr.params = parse_params(tail, what) if tail else {}
-        addr._raw = text
-        return addr
+        return NameAddr(uri_text, display, parse_params(tail, what) if tail else {}, raw=text)
     return _parse_name_addr_slowly(text, what)
 
 
@@ -722,7 +767,18 @@ def parse_name_addrs(values: Iterable[str], what: str) -> list[NameAddr]:
 # scalars
 
 
+_COMMON_METHODS = frozenset(
+    {
+        *("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE"),
+        *("NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"),
+    }
+)
+
+
 def parse_cseq(value: str, what: str = "CSeq") -> tuple[int, str]:
+    number, _, method = value.partition(" ")
+    if method in _COMMON_METHODS and number.isdigit() and number.isascii() and len(number) < 10:
+        return int(number), method
     match = _CSEQ_RE.fullmatch(value)
     if match is None:
         raise SipParseError(400, "Malformed CSeq header")
@@ -730,6 +786,14 @@ def parse_cseq(value: str, what: str = "CSeq") -> tuple[int, str]:
     if len(number) > 10 or (seq := int(number)) > MAX_CSEQ:
         raise SipParseError(400, "CSeq number out of range")
     return seq, method
+
+
+def parse_max_forwards(value: str, what: str = "Max-Forwards") -> int:
+    if len(value) <= 3 and value.isdigit() and value.isascii():
+        hops = int(value)
+        if hops <= 255:
+            return hops
+    return parse_uint(value, what, 255)
 
 
 def parse_uint(value: str, what: str, limit: int) -> int:
@@ -752,43 +816,161 @@ def check_call_id(value: str, what: str = "Call-ID") -> str:
 # the container
 
 
+_WS = (" ", "\t")
+
+
+def _odd_name(name: str, sep: str) -> tuple[tuple[str, str] | None, str]:
+    """``(info, "")`` for a header name spelled off the fast path, or ``(None, reason)``."""
+    if not sep:
+        return None, "Malformed header line (no colon)"
+    try:
+        return canonical_name(name), ""
+    except SipParseError as err:
+        return None, err.reason
+
+
+Field = tuple[tuple[str, str], str]
+"""One header line: ``((lookup key, canonical name), value)``."""
+
+
 class Headers:
     """Ordered, case-insensitive, compact-form aware multi-map of header lines.
 
-    Values are kept raw (folding already collapsed).  Two lookup tables are built only when
-    first needed: the first value per header (all the hot path reads) and all values per
-    header.  Parsed forms of structured headers are cached per header key and dropped whenever
-    that header is changed through this object.
+    A parsed message's header lines are split on the first header access, not by the parser,
+    so a message that is only framed, counted or dropped never pays for it; values are
+    stripped of surrounding whitespace when read, so the split itself does the least possible
+    per line.  The first value per header (all the hot path reads) and, when asked for, all
+    values per header are kept in lookup tables, and parsed forms of structured headers are
+    cached per header until that header is changed.
+
+    A malformed header line is skipped and remembered; :meth:`check` (which validation calls)
+    and serialisation raise it, while the readers used to build error responses stay usable.
     """
 
-    __slots__ = ("_cache", "_fields", "_first", "_index")
+    __slots__ = ("_cache", "_clean", "_error", "_fields", "_first", "_head", "_index", "_lines")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._fields: list[tuple[str, str, str]] = []
+        self._fields: list[Field] = [(canonical_name(n), str(v)) for n, v in items]
         self._first: dict[str, str] | None = None
         self._index: dict[str, list[str]] | None = None
         self._cache: dict[str, Any] = {}
-        for name, value in items:
-            key, canon = canonical_name(name)
-            self._fields.append((key, canon, value))
+        self._lines: list[str] | None = None
+        self._error: SipParseError | None = None
+        self._clean = False
+        self._head: bytes | None = None
 
     @classmethod
-    def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
+    def _from_fields(cls, fields: list[Field]) -> Headers:
         self = cls.__new__(cls)
         self._fields = fields
         self._first = None
         self._index = None
         self._cache = {}
+        self._lines = None
+        self._error = None
+        self._clean = False
+        self._head = None
         return self
+
+    @classmethod
+    def _from_lines(cls, lines: list[str], head: bytes | None = None) -> Headers:
+        """Headers over raw lines (``lines[0]`` is the start line and is skipped); *head* is
+        the raw header section, checked for bare CR/LF by :meth:`check`."""
+        self = cls.__new__(cls)
+        self._fields = []
+        self._first = {}
+        self._index = None
+        self._cache = {}
+        self._lines = lines
+        self._error = None
+        self._clean = False
+        self._head = head
+        return self
+
+    # -- splitting raw lines
+
+    def _scan(self) -> None:
+        """Split the raw lines into fields in one tight pass.
+
+        The pass runs bottom-up: storing into the first-value map then needs no "already
+        there?" test (the last store is the first line), and a continuation line (§7.3.1) is
+        met before the line it continues, so it is simply carried down to it.
+        """
+        lines = self._lines
+        first = self._first
+        assert lines is not None and first is not None and not self._fields
+        fields: list[Field] = []
+        append = fields.append
+        fast = _FAST
+        folded: str | None = None
+        error: str | None = None
+        for line in lines[:0:-1]:
+            name, sep, value = line.partition(":")
+            info = fast.get(name)
+            if info is None or not sep:
+                if line[:1] in _WS:
+                    more = line.strip(" \t")
+                    folded = more if folded is None else f"{more} {folded}"
+                    continue
+                info, problem = _odd_name(name, sep)
+                if info is None:
+                    error = problem
+                    folded = None  # continued a line we could not read
+                    continue
+            if folded is not None:
+                value = value.strip(" \t") + " " + folded
+                folded = None
+            append((info, value))
+            first[info[0]] = value
+        if folded is not None:
+            error = "Continuation line before first header"
+        if error is not None:
+            self._bad(error)
+        fields.reverse()
+        self._fields = fields
+        self._lines = None
+
+    def _bad(self, reason: str) -> None:
+        if self._error is None:
+            self._error = SipParseError(400, reason)
+
+    def _all(self) -> list[Field]:
+        """Every field with its value stripped, splitting whatever raw lines remain."""
+        if self._lines is not None:
+            self._scan()
+        if not self._clean:
+            self._fields = [(info, value.strip(" \t")) for info, value in self._fields]
+            self._clean = True
+        return self._fields
+
+    def check(self) -> None:
+        """Raise the first malformed header line, if any (after splitting every line).
+
+        This is also where a bare CR or LF is caught: lines are split at CRLF only, so one
+        would sit inside a value, where a peer that splits at LF would see a header we did not.
+        """
+        self._all()
+        head = self._head
+        if head is not None:
+            lines = head.count(b"\r\n")
+            if head.count(b"\n") != lines or head.count(b"\r") != lines:
+                self._bad("Bare CR or LF in header section")
+            self._head = None
+        if self._error is not None:
+            raise SipParseError(self._error.status, self._error.reason)
 
     # -- reading
 
     def first(self, key: str) -> str | None:
-        """The first line's raw value for lookup *key* (see :func:`header_key`)."""
+        """The first line's value for lookup *key* (see :func:`header_key`)."""
         first = self._first
         if first is None:
-            first = self._first = {f[0]: f[2] for f in reversed(self._fields)}
-        return first.get(key)
+            first = self._first = {f[0][0]: f[1] for f in reversed(self._fields)}
+        value = first.get(key)
+        if value is None and self._lines is not None:
+            self._scan()
+            value = first.get(key)
+        return None if value is None else value.strip(" \t")
 
     def raw_values(self, name: str) -> list[str]:
         """Every header line's value for *name*, unsplit, in order."""
@@ -802,10 +984,10 @@ class Headers:
         index = self._index
         if index is None:
             index = {}
-            for k, _, value in self._fields:
-                values = index.get(k)
+            for info, value in self._all():
+                values = index.get(info[0])
                 if values is None:
-                    index[k] = [value]
+                    index[info[0]] = [value]
                 else:
                     values.append(value)
             self._index = index
@@ -837,14 +1019,14 @@ class Headers:
         return isinstance(name, str) and self.first(header_key(name)) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for _, name, value in self._fields:
-            yield name, value
+        for info, value in self._all():
+            yield info[1], value
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._all())
 
     def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for _, name, value in self._fields]
+        return [(info[1], value) for info, value in self._all()]
 
     # -- changing
 
@@ -856,63 +1038,66 @@ class Headers:
             self._cache.pop("via:top", None)
 
     def add(self, name: str, value: object) -> None:
-        key, canon = canonical_name(name)
-        self._fields.append((key, canon, str(value)))
-        self._changed(key)
+        info = canonical_name(name)
+        self._all().append((info, str(value)))
+        self._changed(info[0])
 
     def prepend(self, name: str, value: object) -> None:
         """Insert *value* above any existing *name* lines (the top Via position)."""
-        key, canon = canonical_name(name)
-        for i, (k, _, _) in enumerate(self._fields):
-            if k == key:
-                self._fields.insert(i, (key, canon, str(value)))
+        info = canonical_name(name)
+        fields = self._all()
+        for i, (other, _) in enumerate(fields):
+            if other[0] == info[0]:
+                fields.insert(i, (info, str(value)))
                 break
         else:
-            self._fields.insert(0, (key, canon, str(value)))
-        self._changed(key)
+            fields.insert(0, (info, str(value)))
+        self._changed(info[0])
 
     def set(self, name: str, value: object) -> None:
         """Replace every *name* line with one line, where the first one was (else at the end)."""
-        key, canon = canonical_name(name)
-        new: list[tuple[str, str, str]] = []
+        info = canonical_name(name)
+        key = info[0]
+        new: list[Field] = []
         placed = False
-        for field in self._fields:
-            if field[0] == key:
+        for field in self._all():
+            if field[0][0] == key:
                 if not placed:
-                    new.append((key, canon, str(value)))
+                    new.append((info, str(value)))
                     placed = True
             else:
                 new.append(field)
         if not placed:
-            new.append((key, canon, str(value)))
+            new.append((info, str(value)))
         self._fields = new
         self._changed(key)
 
     def remove(self, name: str) -> int:
         key = header_key(name)
-        before = len(self._fields)
-        self._fields = [f for f in self._fields if f[0] != key]
+        fields = self._all()
+        self._fields = [f for f in fields if f[0][0] != key]
         self._changed(key)
-        return before - len(self._fields)
+        return len(fields) - len(self._fields)
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first list element of *name* (e.g. our own Via on a response)."""
         key = header_key(name)
-        for i, (k, canon, value) in enumerate(self._fields):
-            if k != key:
+        fields = self._all()
+        for i, (info, value) in enumerate(fields):
+            if info[0] != key:
                 continue
             items = split_commas(value) if key in LIST_HEADERS else [value]
             first, rest = items[0], [item for item in items[1:] if item]
             if rest:
-                self._fields[i] = (k, canon, ", ".join(rest))
+                fields[i] = (info, ", ".join(rest))
             else:
-                del self._fields[i]
+                del fields[i]
             self._changed(key)
             return first
         return None
 
     def copy(self) -> Headers:
-        return Headers._from_parsed(list(self._fields))
+        return Headers._from_fields(list(self._all()))
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"

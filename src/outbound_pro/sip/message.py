@@ -1,16 +1,22 @@
 """SIP requests and responses: parsing, framing, serialising and building (RFC 3261 §7, §8, §18).
 
-Sans-I/O: bytes in, message objects out, bytes back.  The work split is deliberate:
+Sans-I/O: bytes in, message objects out, bytes back.  Parsing is lazy in three layers, because
+a transaction layer needs six headers of a message and most messages are retransmissions or
+provisional responses that need no more:
 
-* :func:`parse_message` does only what every message needs: find the header/body boundary,
-  split the start line, split header lines into ``(name, raw value)`` with compact names
-  normalised and folding collapsed, and frame the body by Content-Length.  Errors found here
-  are framing or start-line errors.
-* Everything structured (Via, From/To, CSeq, Call-ID, Max-Forwards, the Request-URI, Contact)
-  is parsed on first access and cached.  A malformed structured value therefore raises
+* :func:`parse_message` checks the size limits, finds the header/body boundary and parses the
+  start line (errors here: 413, 400 or 505 for a request, a silent drop for a response).
+* The header lines are split into ``(name, value)`` -- compact forms normalised, folding
+  collapsed -- on the first header access, and the body is framed by Content-Length on first
+  access.  A malformed header line or Content-Length is reported by
+  :meth:`~outbound_pro.sip.headers.Headers.check` and :attr:`Message.body`.
+* Structured values (Via, From/To, CSeq, Call-ID, Max-Forwards, the Request-URI, Contact) are
+  parsed when read and cached.  A malformed one raises
   :class:`~outbound_pro.sip.errors.SipParseError` from the *accessor*, carrying the message as
-  ``partial``; :func:`outbound_pro.sip.validate.validate_request` touches everything a UAS
-  needs so the transport meets those errors in one place.
+  ``partial``.
+
+:func:`outbound_pro.sip.validate.validate_request` touches everything a UAS relies on, so a
+transport meets every one of those errors in one place, as a response to send.
 
 Header values are decoded as UTF-8 with ``surrogateescape``: text stays text for the
 application, and any octet sequence (Latin-1 display names, binary junk) still serialises back
@@ -24,23 +30,23 @@ import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from outbound_pro.sip.errors import SipParseError
 from outbound_pro.sip.headers import (
-    _FAST,
     MAX_CSEQ,
     TOKEN_CHARS,
+    Field,
     Headers,
     NameAddr,
     Via,
     canonical_name,
     check_call_id,
     parse_cseq,
+    parse_max_forwards,
     parse_name_addr,
     parse_name_addrs,
-    parse_uint,
-    parse_via,
+    parse_top_via,
     parse_vias,
     split_commas,
 )
@@ -148,6 +154,13 @@ REASON_PHRASES = {
 }
 
 _DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+_VIA = canonical_name("Via")
+_RECORD_ROUTE = canonical_name("Record-Route")
+_FROM = canonical_name("From")
+_TO = canonical_name("To")
+_CALL_ID = canonical_name("Call-ID")
+_CSEQ = canonical_name("CSeq")
+_TIMESTAMP = canonical_name("Timestamp")
 
 
 def reason_phrase(status: int) -> str:
@@ -178,28 +191,72 @@ def _p_record_routes(values: list[str]) -> list[NameAddr]:
     return parse_name_addrs(values, "Record-Route")
 
 
-def _parse_top_via(value: str, what: str) -> Via:
-    if "," in value:
-        value = split_commas(value)[0]
-        if not value:
-            raise SipParseError(400, "Empty Via value")
-    return parse_via(value)
-
-
-def _parse_max_forwards(value: str, what: str) -> int:
-    return parse_uint(value, what, 255)
-
-
-_NAMES = {
-    "call-id": "Call-ID",
-    "cseq": "CSeq",
-    "from": "From",
-    "to": "To",
-    "via": "Via",
-    "max-forwards": "Max-Forwards",
-}
-_OPTIONAL = frozenset(("max-forwards",))
 _MISSING = object()
+
+
+class _Failed:
+    """A hot-path header that did not parse, cached so the error is raised on each read."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _hot_value(parse: Callable[[str, str], Any], raw: str | None, what: str, optional: bool) -> Any:
+    if raw is not None:
+        return parse(raw.strip(" \t"), what)
+    if optional:
+        return None
+    raise SipParseError(400, f"Missing {what} header")
+
+
+def _load_hot(cache: dict[str, Any], first: dict[str, str]) -> None:
+    """Fill *cache* with the six hot-path values (or their failures).
+
+    Written out rather than looped over ``_HOT``: this runs for every message, and the loop's
+    per-entry unpacking was a measurable share of the hot path (benchmarks/README.md).
+    """
+    raw = first.get("via")
+    try:
+        cache["via:top"] = _hot_value(parse_top_via, raw, "Via", False)
+    except SipParseError as err:
+        cache["via:top"] = _Failed(err.reason)
+    raw = first.get("from")
+    try:
+        cache["from"] = _hot_value(parse_name_addr, raw, "From", False)
+    except SipParseError as err:
+        cache["from"] = _Failed(err.reason)
+    raw = first.get("to")
+    try:
+        cache["to"] = _hot_value(parse_name_addr, raw, "To", False)
+    except SipParseError as err:
+        cache["to"] = _Failed(err.reason)
+    raw = first.get("call-id")
+    try:
+        cache["call-id"] = _hot_value(check_call_id, raw, "Call-ID", False)
+    except SipParseError as err:
+        cache["call-id"] = _Failed(err.reason)
+    raw = first.get("cseq")
+    try:
+        cache["cseq"] = _hot_value(parse_cseq, raw, "CSeq", False)
+    except SipParseError as err:
+        cache["cseq"] = _Failed(err.reason)
+    raw = first.get("max-forwards")
+    try:
+        cache["max-forwards"] = _hot_value(parse_max_forwards, raw, "Max-Forwards", True)
+    except SipParseError as err:
+        cache["max-forwards"] = _Failed(err.reason)
+
+
+_HOT: tuple[tuple[str, str, Callable[[str, str], Any], str], ...] = (
+    ("via:top", "via", parse_top_via, "Via"),
+    ("from", "from", parse_name_addr, "From"),
+    ("to", "to", parse_name_addr, "To"),
+    ("call-id", "call-id", check_call_id, "Call-ID"),
+    ("cseq", "cseq", parse_cseq, "CSeq"),
+    ("max-forwards", "max-forwards", parse_max_forwards, "Max-Forwards"),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,37 +266,66 @@ _MISSING = object()
 class Message(ABC):
     """What requests and responses share: headers, body and the lazily parsed hot-path fields."""
 
-    __slots__ = ("body", "headers", "version")
+    __slots__ = ("_body", "_rest", "headers", "version")
 
     headers: Headers
-    body: bytes
     version: str
+    _body: bytes | None
+    _rest: bytes
+
+    @property
+    def body(self) -> bytes:
+        """The body.  For a parsed datagram it is framed by Content-Length on first access:
+        octets beyond it are dropped (RFC 4475 ``dblreq``), no Content-Length means the rest of
+        the datagram (``inv2543``), and a bad or conflicting Content-Length raises (400)."""
+        body = self._body
+        if body is None:
+            try:
+                body = self._body = _frame_body(
+                    self.headers.raw_values("content-length"), self._rest
+                )
+            except SipParseError as err:
+                raise self._adapt(err) from None
+        return body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = value
 
     def _adapt(self, err: SipParseError) -> SipParseError:
         return err
 
-    def _one(self, key: str, parse: Callable[[str, str], T], source: str = "") -> T:
-        """Parsed form of a single-valued header, cached under *key* (read from the first line
-        of *source*, default *key*)."""
+    def _hot(self, key: str) -> Any:
+        """Parse the hot-path headers (top Via, From, To, Call-ID, CSeq, Max-Forwards) together
+        on the first access to any of them, and return the one cached under *key*.
+
+        Everything that handles a message (stamping, validation, transaction matching) reads
+        all six, and one pass over them costs less than six separate lookups.  A failure is
+        cached per header and raised only when that header is read, so a bad From does not
+        stop anyone reading the top Via to send the 400 back.
+        """
         headers = self.headers
-        value = headers._cache.get(key, _MISSING)
-        if value is _MISSING:
-            first = headers._first
-            if first is None:
-                first = headers._first = {f[0]: f[2] for f in reversed(headers._fields)}
-            name = source or key
-            raw = first.get(name)
-            if raw is not None:
-                try:
-                    value = parse(raw, _NAMES[name])
-                except SipParseError as err:
-                    raise self._adapt(err) from None
-            elif name in _OPTIONAL:
-                value = None
-            else:
-                raise self._adapt(SipParseError(400, f"Missing {_NAMES[name]} header"))
-            headers._cache[key] = value
-        return value  # type: ignore[return-value]
+        if headers._lines is not None:
+            headers._scan()
+        first = headers._first
+        if first is None:
+            first = headers._first = {f[0][0]: f[1] for f in reversed(headers._fields)}
+        cache = headers._cache
+        if "(hot)" not in cache:
+            cache["(hot)"] = True
+            _load_hot(cache, first)
+        elif key not in cache:  # loaded before; *key* was dropped by a mutation since
+            for name, source, parse, what in _HOT:
+                if name == key:
+                    raw = first.get(source)
+                    try:
+                        cache[name] = _hot_value(parse, raw, what, name == "max-forwards")
+                    except SipParseError as err:
+                        cache[name] = _Failed(err.reason)
+        value = cache[key]
+        if type(value) is _Failed:
+            raise self._adapt(SipParseError(400, value.reason))
+        return value
 
     def _many(self, key: str, parse: Callable[[list[str]], T]) -> T:
         """Parsed form of a list header (all lines), cached under *key*."""
@@ -257,12 +343,18 @@ class Message(ABC):
 
     @property
     def call_id(self) -> str:
-        return self._one("call-id", check_call_id)
+        value = self.headers._cache.get("call-id", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("call-id")
+        return value  # type: ignore[no-any-return]
 
     @property
     def cseq(self) -> tuple[int, str]:
         """``(number, method)``; the number is checked against 2**32-1 (RFC 4475 scalar02)."""
-        return self._one("cseq", parse_cseq)
+        value = self.headers._cache.get("cseq", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("cseq")
+        return value  # type: ignore[no-any-return]
 
     @property
     def vias(self) -> list[Via]:
@@ -271,28 +363,40 @@ class Message(ABC):
     @property
     def top_via(self) -> Via:
         """The first Via value, parsed without parsing the rest of the Via list."""
-        return self._one("via:top", _parse_top_via, "via")
+        value = self.headers._cache.get("via:top", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("via:top")
+        return value  # type: ignore[no-any-return]
 
     @property
     def from_(self) -> NameAddr:
-        return self._one("from", parse_name_addr)
+        value = self.headers._cache.get("from", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("from")
+        return value  # type: ignore[no-any-return]
 
     @property
     def to(self) -> NameAddr:
-        return self._one("to", parse_name_addr)
+        value = self.headers._cache.get("to", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("to")
+        return value  # type: ignore[no-any-return]
 
     @property
     def from_tag(self) -> str | None:
-        return self._one("from", parse_name_addr).params.get("tag")
+        return self.from_.tag
 
     @property
     def to_tag(self) -> str | None:
-        return self._one("to", parse_name_addr).params.get("tag")
+        return self.to.tag
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards, or None when absent (RFC 2543 senders, RFC 4475 ``inv2543``)."""
-        return self._one("max-forwards", _parse_max_forwards)
+        value = self.headers._cache.get("max-forwards", _MISSING)
+        if value is _MISSING or type(value) is _Failed:
+            value = self._hot("max-forwards")
+        return value  # type: ignore[no-any-return]
 
     @property
     def content_length(self) -> int:
@@ -352,10 +456,11 @@ class Message(ABC):
         """Canonical wire form: long header names, ``Name: value``, unfolded, and a
         Content-Length that always equals the body length (written where the header was, or
         appended)."""
+        self.headers.check()  # never re-emit a header section we could not read
         lines = [self._start_line()]
         length = str(len(self.body))
         seen = False
-        for key, name, value in self.headers._fields:
+        for (key, name), value in self.headers._fields:
             if key == "content-length":
                 if seen:
                     continue
@@ -393,7 +498,8 @@ class Request(Message):
             self.uri_text = str(uri)
             self._uri = uri
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.body = body
+        self._body = body
+        self._rest = b""
         self.version = version
 
     def _adapt(self, err: SipParseError) -> SipParseError:
@@ -441,7 +547,8 @@ class Response(Message):
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.body = body
+        self._body = body
+        self._rest = b""
         self.version = version
 
     def _adapt(self, err: SipParseError) -> SipParseError:
@@ -463,8 +570,10 @@ def parse_message(
 ) -> Request | Response:
     """Parse one datagram (or one frame from :class:`StreamFramer`).
 
-    Octets after the Content-Length body are discarded (RFC 4475 ``dblreq``); with no
-    Content-Length the body is the rest of the datagram (``inv2543``); a datagram whose header
+    Raised here: size limits, keep-alives, a bad start line or version, bare CR/LF.  Header
+    lines are split on demand and the body is framed on first access (see :attr:`Message.body`),
+    so a malformed header line or Content-Length surfaces from :meth:`Headers.check` / ``body``
+    -- :func:`outbound_pro.sip.validate.validate_request` calls both.  A datagram whose header
     section is not closed by an empty line ends its headers at the end of the datagram.
     """
     if len(data) > max_size:
@@ -477,56 +586,19 @@ def parse_message(
     if not sep and head_bytes.endswith(b"\r\n"):
         head_bytes = head_bytes[:-2]
     lines = head_bytes.decode("utf-8", "surrogateescape").split("\r\n")
-    count = len(lines) - 1
-    if count > max_headers:
+    if len(lines) > max_headers + 1:
         raise SipParseError(413, "Too Many Header Fields")
-    bad_eol = head_bytes.count(b"\n") != count or head_bytes.count(b"\r") != count
     start = lines[0]
-    if start[:4].upper() == "SIP/":
-        return _parse_response(start, lines, rest, bad_eol)
-    return _parse_request(start, lines, rest, bad_eol)
+    bad_eol = "\r" in start or "\n" in start  # the rest is checked by Headers.check()
+    if start[3:4] == "/" and start[:3].upper() == "SIP":
+        return _parse_response(start, lines, head_bytes, rest, bad_eol)
+    return _parse_request(start, lines, head_bytes, rest, bad_eol)
 
 
-def _split_headers(lines: list[str], tolerant: bool) -> list[tuple[str, str, str]]:
-    """``(key, canonical name, value)`` per header line.  Well-formed lines with a known
-    spelling take the fast path; continuation lines (§7.3.1 folding), other spellings and
-    malformed lines (skipped when *tolerant*) take the slow one."""
-    fields: list[tuple[str, str, str]] = []
-    append = fields.append
-    fast = _FAST
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        info = fast.get(name)
-        if info is not None and sep:
-            append((info[0], info[1], value.strip(" \t")))
-        elif line[:1] in (" ", "\t") and line:
-            if fields:
-                key, canon, previous = fields[-1]
-                joined = (previous + " " + line.strip(" \t")).strip(" \t")
-                fields[-1] = (key, canon, joined)
-            elif not tolerant:
-                raise SipParseError(400, "Continuation line before first header")
-        elif not sep:
-            if not tolerant:
-                raise SipParseError(400, "Malformed header line (no colon)")
-        else:
-            try:
-                info = canonical_name(name)
-            except SipParseError:
-                if tolerant:
-                    continue
-                raise
-            append((info[0], info[1], value.strip(" \t")))
-    return fields
-
-
-def _frame_body(fields: list[tuple[str, str, str]], rest: bytes) -> bytes:
-    values = [f[2] for f in fields if f[0] == "content-length"]
+def _frame_body(values: list[str], rest: bytes) -> bytes:
     if not values:
         return rest
-    length = int(values[0]) if len(values) == 1 and values[0].isdecimal() else -1
-    if length < 0 or length > 9999999999:
-        length = _content_length(values)
+    length = _content_length(values)
     if length > len(rest):
         raise SipParseError(400, "Content-Length larger than message")
     return rest if length == len(rest) else rest[:length]
@@ -544,7 +616,10 @@ def _content_length(values: list[str]) -> int:
     return int(first)
 
 
-def _parse_request(start: str, lines: list[str], rest: bytes, bad_eol: bool) -> Request:
+def _parse_request(
+    start: str, lines: list[str], head: bytes, rest: bytes, bad_eol: bool
+) -> Request:
+    """Request-Line now; header lines on demand (see :class:`Headers`)."""
     parts = start.split()
     problem: SipParseError | None = None
     if len(parts) == 3:
@@ -564,31 +639,35 @@ def _parse_request(start: str, lines: list[str], rest: bytes, bad_eol: bool) -> 
         version = "SIP/2.0"
         problem = SipParseError(400, "Malformed Request-Line")
     if bad_eol and problem is None:
-        problem = SipParseError(400, "Bare CR or LF in header section")
+        problem = SipParseError(400, "Bare CR or LF in Request-Line")
     if problem is None:
-        try:
-            fields = _split_headers(lines, False)
-            body = _frame_body(fields, rest)
-        except SipParseError as err:
-            problem = err
-        else:
-            req = Request.__new__(Request)
-            req.method = method
-            req.uri_text = uri_text
-            req._uri = None
-            req.version = version
-            req.headers = Headers._from_parsed(fields)
-            req.body = body
-            return req
-    # Best effort at the headers, so the error can be answered where the RFC says to answer.
-    headers = Headers._from_parsed(_split_headers(lines, True))
-    problem.partial = Request(method or "UNKNOWN", uri_text, headers)
+        headers = Headers.__new__(Headers)  # Headers._from_lines, inlined: this is per message
+        headers._fields = []
+        headers._first = {}
+        headers._index = None
+        headers._cache = {}
+        headers._lines = lines
+        headers._error = None
+        headers._clean = False
+        headers._head = head
+        req = Request.__new__(Request)
+        req.method = method
+        req.uri_text = uri_text
+        req._uri = None
+        req.version = version
+        req.headers = headers
+        req._body = None
+        req._rest = rest
+        return req
+    problem.partial = Request(method or "UNKNOWN", uri_text, Headers._from_lines(lines))
     if method == "ACK":
         problem.status = None
     raise problem
 
 
-def _parse_response(start: str, lines: list[str], rest: bytes, bad_eol: bool) -> Response:
+def _parse_response(
+    start: str, lines: list[str], head: bytes, rest: bytes, bad_eol: bool
+) -> Response:
     version, _, tail = start.partition(" ")
     code, _, reason = tail.partition(" ")
     if version.upper() != "SIP/2.0":
@@ -596,18 +675,14 @@ def _parse_response(start: str, lines: list[str], rest: bytes, bad_eol: bool) ->
     if len(code) != 3 or not code.isdigit() or not code.isascii() or not "100" <= code <= "699":
         raise SipParseError(None, "Bad Status-Code")
     if bad_eol:
-        raise SipParseError(None, "Bare CR or LF in header section")
-    try:
-        fields = _split_headers(lines, False)
-        body = _frame_body(fields, rest)
-    except SipParseError as err:
-        raise SipParseError(None, err.reason) from None
+        raise SipParseError(None, "Bare CR or LF in Status-Line")
     resp = Response.__new__(Response)
     resp.status = int(code)
     resp.reason = reason
     resp.version = "SIP/2.0"
-    resp.headers = Headers._from_parsed(fields)
-    resp.body = body
+    resp.headers = Headers._from_lines(lines, head)
+    resp._body = None
+    resp._rest = rest
     return resp
 
 
@@ -626,12 +701,13 @@ class StreamFramer:
     the offending header section was readable, so a 400 can be sent before closing.
     """
 
-    __slots__ = ("_buf", "_scan", "error", "max_size")
+    __slots__ = ("_buf", "_scan", "_total", "error", "max_size")
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
         self._buf = bytearray()
-        self._scan = 0
+        self._scan = 0  # where to resume looking for the end of the header section
+        self._total = 0  # size of the message at the front of the buffer, once known
         self.error: SipParseError | None = None
 
     @property
@@ -646,6 +722,13 @@ class StreamFramer:
         buf += data
         frames: list[bytes] = []
         while True:
+            if self._total:
+                if len(buf) < self._total:
+                    break
+                frames.append(bytes(buf[: self._total]))
+                del buf[: self._total]
+                self._total = 0
+                continue
             if buf[:1] in (b"\r", b"\n"):
                 skip = len(buf) - len(buf.lstrip(b"\r\n"))
                 if skip == len(buf) and buf.endswith(b"\r"):
@@ -667,10 +750,7 @@ class StreamFramer:
             total = end + 4 + length
             if total > self.max_size:
                 return self._fail(frames, SipParseError(413, "Message Too Large"))
-            if len(buf) < total:
-                break
-            frames.append(bytes(buf[:total]))
-            del buf[:total]
+            self._total = total
             self._scan = 0
         return frames
 
@@ -688,9 +768,9 @@ class StreamFramer:
         try:
             return _content_length(values)
         except SipParseError as err:
-            err.partial = _read_partial(head)
-            if err.partial is None or err.partial.method == "ACK":
-                err.status = None if err.partial is not None else err.status
+            partial = err.partial = _read_partial(head)
+            if partial is not None and partial.method == "ACK":
+                err.status = None  # never answered, but the stream is still broken
             raise
 
 
@@ -700,7 +780,7 @@ def _read_partial(head_bytes: bytes) -> Request | None:
     parts = lines[0].split()
     if len(parts) < 2 or parts[0][:4].upper() == "SIP/":
         return None
-    return Request(parts[0], parts[1], Headers._from_parsed(_split_headers(lines, True)))
+    return Request(parts[0], parts[1], Headers._from_lines(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,10 +841,10 @@ def make_response(
     is malformed or missing: the error responses validation produces rely on that.
     """
     src = request.headers
-    out: list[tuple[str, str, str]] = [("via", "Via", v) for v in src.raw_values("via")]
+    out: list[Field] = [(_VIA, v) for v in src.raw_values("via")]
     if 100 < status < 300 and request.method in _DIALOG_CREATING:
-        out += [("record-route", "Record-Route", v) for v in src.raw_values("record-route")]
-    out += [("from", "From", v) for v in src.raw_values("from")]
+        out += [(_RECORD_ROUTE, v) for v in src.raw_values("record-route")]
+    out += [(_FROM, v) for v in src.raw_values("from")]
     to_values = src.raw_values("to")
     if to_tag is not None and status != 100 and len(to_values) == 1:
         try:
@@ -773,15 +853,13 @@ def make_response(
             has_tag = True  # never graft a tag onto something we cannot read
         if not has_tag:
             to_values = [f"{to_values[0]};tag={to_tag}"]
-    out += [("to", "To", v) for v in to_values]
-    out += [("call-id", "Call-ID", v) for v in src.raw_values("call-id")]
-    out += [("cseq", "CSeq", v) for v in src.raw_values("cseq")]
+    out += [(_TO, v) for v in to_values]
+    out += [(_CALL_ID, v) for v in src.raw_values("call-id")]
+    out += [(_CSEQ, v) for v in src.raw_values("cseq")]
     if status == 100:
-        out += [("timestamp", "Timestamp", v) for v in src.raw_values("timestamp")]
-    for name, value in headers:
-        key, canon = canonical_name(name)
-        out.append((key, canon, str(value)))
-    return Response(status, reason, Headers._from_parsed(out), body)
+        out += [(_TIMESTAMP, v) for v in src.raw_values("timestamp")]
+    out += [(canonical_name(name), str(value)) for name, value in headers]
+    return Response(status, reason, Headers._from_fields(out), body)
 
 
 def _as_text(value: NameAddr | Uri | str) -> str:

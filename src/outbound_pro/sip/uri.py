@@ -25,6 +25,17 @@ PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")
 HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")
 _HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)")
 _TEL_SAFE = frozenset(_UNRESERVED + "&=+$,;?/:[]%#")
+_ESC = r"%[0-9A-Fa-f]{2}"
+_U = r"A-Za-z0-9\-_.!~*'()"
+# The whole SIP-URI grammar after the scheme in one linear (possessive) pattern; the
+# character-by-character parser below only runs to name what is wrong with a bad one.
+_SIP_URI_RE = re.compile(
+    rf"(?:((?:[{_U}&=+$,;?/]|{_ESC})++)(?::((?:[{_U}&=+$,]|{_ESC})*+))?+@)?+"
+    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?::([0-9]{1,5}+))?+"
+    rf"((?:;(?:[{_U}\[\]/:&+$]|{_ESC})++(?:=(?:[{_U}\[\]/:&+$]|{_ESC})++)?+)*+)"
+    rf"(?:\?((?:[{_U}\[\]/?:+$]|{_ESC})++=(?:[{_U}\[\]/?:+$]|{_ESC})*+"
+    rf"(?:&(?:[{_U}\[\]/?:+$]|{_ESC})++=(?:[{_U}\[\]/?:+$]|{_ESC})*+)*+))?+"
+)
 _OPAQUE_BAD = frozenset(' \t\r\n<>"')
 
 
@@ -67,20 +78,25 @@ def escape(text: str, safe: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _parse_uri_params(text: str) -> dict[str, str | None]:
-    """``;name[=value]`` list of a SIP URI; names lower-cased after decoding."""
+def _parse_uri_params(text: str, checked: bool = True) -> dict[str, str | None]:
+    """``;name[=value]`` list of a SIP URI (text after the first ``;``); names lower-cased
+    after decoding.  *checked*: the characters were already validated by the URI regex."""
     params: dict[str, str | None] = {}
     for item in text.split(";"):
         name, eq, value = item.partition("=")
-        _check(name, PARAM_SAFE, "parameter")
-        if not name:
-            raise SipParseError(400, "Empty URI parameter")
-        if eq:
-            _check(value, PARAM_SAFE, "parameter")
-            if not value:
-                raise SipParseError(400, "Empty URI parameter value")
-        key = unescape(name).lower()
-        params.setdefault(key, unescape(value) if eq else None)
+        if not checked:
+            _check(name, PARAM_SAFE, "parameter")
+            if not name:
+                raise SipParseError(400, "Empty URI parameter")
+            if eq:
+                _check(value, PARAM_SAFE, "parameter")
+                if not value:
+                    raise SipParseError(400, "Empty URI parameter value")
+        if "%" in item:
+            name, value = unescape(name), unescape(value)
+        key = name.lower()
+        if key not in params:
+            params[key] = value if eq else None
     return params
 
 
@@ -305,6 +321,32 @@ def parse_uri(text: str) -> Uri:
 
 
 def _parse_sip(scheme: str, rest: str, raw: str) -> SipUri:
+    match = _SIP_URI_RE.fullmatch(rest)
+    if match is None:
+        return _parse_sip_slowly(scheme, rest, raw)
+    user, password, host, port_text, param_text, header_text = match.groups()
+    uri = SipUri.__new__(SipUri)
+    uri.scheme = scheme
+    uri.user = None if user is None else unescape(user) if "%" in user else user
+    uri.password = None if password is None else unescape(password)
+    uri.host = host
+    if port_text is None:
+        uri.port = None
+    else:
+        uri.port = int(port_text)
+        if uri.port > 65535:
+            raise SipParseError(400, "Bad port in SIP URI")
+    uri.params = _parse_uri_params(param_text[1:]) if param_text else {}
+    uri.headers = []
+    if header_text:
+        for item in header_text.split("&"):
+            name, _, value = item.partition("=")
+            uri.headers.append((unescape(name), unescape(value)))
+    uri._raw = raw
+    return uri
+
+
+def _parse_sip_slowly(scheme: str, rest: str, raw: str) -> SipUri:
     user: str | None = None
     password: str | None = None
     at = rest.find("@")
@@ -343,7 +385,7 @@ def _parse_sip(scheme: str, rest: str, raw: str) -> SipUri:
         if param_text:
             if param_text[0] != ";":
                 raise SipParseError(400, "Bad host in SIP URI")
-            params = _parse_uri_params(param_text[1:])
+            params = _parse_uri_params(param_text[1:], checked=False)
         if qmark >= 0:
             for item in header_text.split("&"):
                 name, eq, value = item.partition("=")

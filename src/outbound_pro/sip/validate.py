@@ -16,7 +16,7 @@ from collections.abc import Collection
 from enum import StrEnum
 
 from outbound_pro.sip.errors import SipParseError
-from outbound_pro.sip.headers import MAX_CSEQ, parse_uint
+from outbound_pro.sip.headers import MAX_CSEQ, check_via, parse_uint
 from outbound_pro.sip.message import Request, Response, make_response, stateless_tag
 from outbound_pro.sip.uri import SipUri
 
@@ -84,7 +84,9 @@ def validate_request(
         )
 
     if request.version != "SIP/2.0":
-        return None if request.method == "ACK" else reply(505)
+        if request.method == "ACK":
+            raise SipParseError(None, "Version Not Supported", request)
+        return reply(505)
     try:
         _check_syntax(request)
     except SipParseError as err:
@@ -154,8 +156,11 @@ def _check_single(message: Request | Response) -> None:
 
 def _check_syntax(request: Request) -> None:
     """Parse everything a UAS relies on; the first malformed value raises."""
+    request.headers.check()  # malformed header lines (parsing splits lines lazily)
+    request.body  # noqa: B018 - frames the body: bad or conflicting Content-Length
     _check_single(request)
-    request.vias  # noqa: B018 - parsing is the point
+    for via in request.vias:
+        check_via(via)
     request.top_via  # noqa: B018
     request.call_id  # noqa: B018
     request.cseq  # noqa: B018
@@ -219,8 +224,10 @@ def validate_response(response: Response) -> str | None:
     ``scalarlg``) is simply discarded.
     """
     try:
+        response.headers.check()
+        response.body  # noqa: B018
         _check_single(response)
-        response.top_via  # noqa: B018
+        check_via(response.top_via)
         response.call_id  # noqa: B018
         response.cseq  # noqa: B018
         response.from_  # noqa: B018

@@ -101,6 +101,23 @@ class RegistrarStore:
         )
         return [_binding(r) for r in rows]
 
+    def live_bindings(self, now: float) -> list[Binding]:
+        """Every unexpired binding (the keep-alive walks them all)."""
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM sip_bindings WHERE expires_at > ? ORDER BY id", (now,)
+        )
+        return [_binding(r) for r in rows]
+
+    def remove_if_not_refreshed(self, id_id: int, aor: str, contact: str, since: float) -> bool:
+        """Delete a binding unless a REGISTER refreshed it after *since* (keep-alive removal
+        must not undo a registration that raced with the failed probe)."""
+        cur = self.db.execute(
+            "DELETE FROM sip_bindings WHERE id_id = ? AND aor = ? AND contact = ?"
+            " AND updated_at <= ?",
+            (id_id, aor, contact, since),
+        )
+        return cur.rowcount > 0
+
     def count_live(self, now: float) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM sip_bindings WHERE expires_at > ?", (now,)))
 
