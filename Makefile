@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests drive as real peers over loopback.
-TEST_PEERS := sip-tester baresip sipvicious
-PEER_BINARIES := sipp baresip svwar
+TEST_PEERS := sip-tester baresip sipvicious chromium
+PEER_BINARIES := sipp baresip svwar chromium
 
 .PHONY: run test lint bench peers clean
 

@@ -76,6 +76,7 @@ def start_server(tmp: Path, extra_toml: str = "", extra_config: str = "") -> Ser
     sip_port = free_port(both=True)
     tls_port = free_port(socket.SOCK_STREAM)
     http_port = free_port(socket.SOCK_STREAM)
+    https_port = free_port(socket.SOCK_STREAM)
     tmp.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
     config_path = tmp / "config.toml"
@@ -83,7 +84,8 @@ def start_server(tmp: Path, extra_toml: str = "", extra_config: str = "") -> Ser
         f'data_dir = "{data_dir}"\n'
         f'[sip]\nhost = "127.0.0.1"\nudp_port = {sip_port}\ntcp_port = {sip_port}\n'
         f"tls_port = {tls_port}\n{extra_toml}\n"
-        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n{extra_config}\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\nhttps_port = {https_port}\n'
+        f"{extra_config}\n"
     )
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:

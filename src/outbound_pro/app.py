@@ -20,22 +20,29 @@ from outbound_pro.accounts.digest import DigestAuthenticator
 from outbound_pro.accounts.keys import load_or_create_key
 from outbound_pro.accounts.service import AccountService
 from outbound_pro.accounts.sessions import SessionManager
+from outbound_pro.b2bua.engine import B2bua
 from outbound_pro.billing.ledger import BillingService
 from outbound_pro.billing.model import Issuer
 from outbound_pro.config import Config
 from outbound_pro.logs import setup_logging
+from outbound_pro.media.recorder import RecorderPool
 from outbound_pro.metrics import Registry
 from outbound_pro.registrar.core import Registrar
 from outbound_pro.registrar.endpoint import RegistrarEndpoint
 from outbound_pro.registrar.keepalive import start_keepalive
+from outbound_pro.rtp.relay import RelayConfig, RelayEngine
 from outbound_pro.sip.router import Router
 from outbound_pro.sip.stack import SipStack
 from outbound_pro.sip.timers import TimerConfig
+from outbound_pro.sip.websocket import make_sip_websocket_setup
 from outbound_pro.store import Database, open_database
+from outbound_pro.store.calls import CallStore
 from outbound_pro.tlscert import ensure_self_signed, server_context
 from outbound_pro.web.api import ApiServices, make_setup
 from outbound_pro.web.api_billing import make_setup as make_billing_setup
+from outbound_pro.web.api_calls import make_calls_setup
 from outbound_pro.web.app import create_app
+from outbound_pro.web.pages import WebPages
 
 log = logging.getLogger("outbound_pro.app")
 
@@ -65,6 +72,7 @@ class Server:
         self._housekeeping: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
+        self.b2bua: B2bua | None = None
 
     def _tls_paths(self) -> tuple[Path, Path]:
         tls = self.config.tls
@@ -106,6 +114,7 @@ class Server:
                 max_misses=reg.keepalive_max_misses,
                 sent_by=f"{self._sip_public_host()}:{ports.get('udp', sip.udp_port)}",
             )[1]
+        self.calls = CallStore(self.db)
         issuer = self.config.billing
         self.billing = BillingService(
             self.db,
@@ -113,14 +122,59 @@ class Server:
             if issuer.issuer_name
             else None,
         )
-        app = create_app(self.metrics, [make_setup(api), make_billing_setup(api, self.billing)])
+        if self.config.b2bua.enabled:
+            self.b2bua = self._make_b2bua()
+            await self.b2bua.start()
+        self.pages = WebPages(api, calls=self.b2bua)
+        self.accounts.subscribe(lambda event: self.pages.hub.poke())
+        app = create_app(
+            self.metrics,
+            [
+                make_setup(api),
+                make_calls_setup(api, self.calls, self.accounts.store),
+                make_billing_setup(api, self.billing),
+                make_sip_websocket_setup(self.sip),
+                self.pages.setup,
+            ],
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        http = self.config.http
+        if http.https_port:
+            secure = web.TCPSite(
+                self._runner, http.host, http.https_port, ssl_context=self.tls_context
+            )
+            await secure.start()
+            log.info("https listening", extra={"port": http.https_port})
         log.info("http listening", extra={"port": self.http_port})
         self._housekeeping = asyncio.create_task(self._housekeep())
+
+    def _make_b2bua(self) -> B2bua:
+        """The B2BUA with its RTP relay and recorder pool (config ``[b2bua]``, ``[rtp]``)."""
+        b2, rtp, sip = self.config.b2bua, self.config.rtp, self.config.sip
+        public = b2.public_host or (sip.host if sip.host not in ("0.0.0.0", "::") else "127.0.0.1")
+        relay = RelayEngine(
+            RelayConfig(host=rtp.host, port_min=rtp.port_min, port_max=rtp.port_max, io=rtp.io)  # type: ignore[arg-type]
+        )
+        recordings = (
+            Path(b2.recordings_dir) if b2.recordings_dir else self.config.data_path / "recordings"
+        )
+        return B2bua(
+            self.sip,
+            self.router,
+            self.registrar,
+            relay,
+            RecorderPool(),
+            self.calls,
+            b2,
+            public_host=public,
+            media_host=rtp.public_host or public,
+            recordings_dir=recordings,
+            metrics=self.metrics,
+        )
 
     async def _housekeep(self) -> None:
         """Expire registrations and web sessions once a minute."""
@@ -131,9 +185,10 @@ class Server:
             await asyncio.sleep(60)
 
     def _sip_public_host(self) -> str:
-        """The host this server names in Via and Contact: the listen address, or loopback."""
+        """The host this server names in Via and Contact: configured, or the listen address."""
         sip = self.config.sip
-        return "127.0.0.1" if sip.host in ("0.0.0.0", "::") else sip.host
+        wildcard = sip.host in ("0.0.0.0", "::")
+        return self.config.b2bua.public_host or ("127.0.0.1" if wildcard else sip.host)
 
     async def stop(self) -> None:
         if self._housekeeping is not None:
@@ -143,6 +198,8 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.b2bua is not None:
+            await self.b2bua.stop()
         await self.sip.close()
         if self.db is not None:
             self.db.close()

@@ -37,8 +37,12 @@ class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Web consoles, API and SIP over WebSocket. Browsers grant the microphone only to a secure
+    context, so the web phone needs HTTPS (WSS) anywhere but on localhost; 0 turns it off."""
+
     host: str = "0.0.0.0"
     port: int = 8080
+    https_port: int = 8443
 
 
 class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -46,6 +50,35 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     issuer_name: str = ""
     registration_number: str = ""
+
+
+class RtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The RTP relay: where its ports come from and which address the SDP announces."""
+
+    host: str = "0.0.0.0"
+    public_host: str = ""  # written in SDP; empty: the SIP public host
+    port_min: int = 20000
+    port_max: int = 29999
+    io: str = "epoll"
+
+
+class B2buaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Call handling (see docs/b2bua.md)."""
+
+    enabled: bool = True
+    public_host: str = ""  # Via/Contact host; empty: sip.host, or 127.0.0.1 for a wildcard
+    trunk_number_format: str = "national"  # national (0312345678) | e164 (+81312345678)
+    allowed_special_numbers: list[str] = []  # 1XY codes sent to the trunk; default: none
+    internal_calls: bool = True  # booth-to-booth calls inside a contract without the trunk
+    ring_timeout: float = 90.0
+    max_call_duration: float = 14400.0
+    keepalive_interval: float = 60.0  # in-dialog OPTIONS to both legs; 0 = off
+    passthrough_headers: list[str] = []  # copied from one leg's INVITE to the other's
+    md5_challenge_first: bool = False  # for phones that only read the first challenge
+    record: bool = True
+    recordings_dir: str = ""  # empty: DATA_DIR/recordings
+    retention_days: int = 180
+    retention_days_extended: int = 360
 
 
 class RegistrarConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -98,6 +131,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     billing: BillingConfig = BillingConfig()
     smtp: SmtpConfig = SmtpConfig()
     registrar: RegistrarConfig = RegistrarConfig()
+    rtp: RtpConfig = RtpConfig()
+    b2bua: B2buaConfig = B2buaConfig()
 
     @property
     def data_path(self) -> Path:

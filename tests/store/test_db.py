@@ -20,7 +20,7 @@ def test_open_creates_file_schema_and_pragmas(tmp_path: Path) -> None:
     assert db.scalar("PRAGMA foreign_keys") == 1
     assert db.scalar("PRAGMA synchronous") == 1  # NORMAL
     versions = db.schema_versions()
-    assert versions == {"accounts": 1, "registrar": 1, "billing": 1}
+    assert versions == {"accounts": 1, "registrar": 1, "billing": 1, "calls": 1}
     tables = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"contracts", "ids", "numbers", "sip_bindings", "audit_log"} <= tables
 

@@ -241,8 +241,67 @@ _BILLING_1 = (
     )""",
 )
 
+_CALLS_1 = (
+    # One CDR per call (b2bua.record.CallRecord); written at set-up, updated at the end.
+    """CREATE TABLE call_records (
+        id INTEGER PRIMARY KEY,
+        call_ref TEXT NOT NULL UNIQUE,
+        direction TEXT NOT NULL,
+        contract_id INTEGER,
+        id_id INTEGER,
+        affiliation_id INTEGER,
+        booth TEXT NOT NULL DEFAULT '',
+        caller TEXT NOT NULL DEFAULT '',
+        callee TEXT NOT NULL DEFAULT '',
+        trunk TEXT NOT NULL DEFAULT '',
+        a_call_id TEXT NOT NULL DEFAULT '',
+        b_call_id TEXT NOT NULL DEFAULT '',
+        setup_at REAL NOT NULL,
+        ringing_at REAL,
+        answer_at REAL,
+        end_at REAL,
+        hangup_by TEXT NOT NULL DEFAULT '',
+        status INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        codec_a TEXT NOT NULL DEFAULT '',
+        codec_b TEXT NOT NULL DEFAULT '',
+        media_a TEXT,
+        media_b TEXT,
+        recording_id INTEGER
+    )""",
+    "CREATE INDEX call_records_contract_time ON call_records (contract_id, setup_at)",
+    "CREATE INDEX call_records_open ON call_records (end_at)",
+    """CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY,
+        call_ref TEXT NOT NULL,
+        contract_id INTEGER NOT NULL,
+        id_id INTEGER,
+        affiliation_id INTEGER,
+        booth TEXT NOT NULL DEFAULT '',
+        caller TEXT NOT NULL DEFAULT '',
+        callee TEXT NOT NULL DEFAULT '',
+        direction TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        duration REAL NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0,
+        sha256 TEXT NOT NULL DEFAULT '',
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+    "CREATE INDEX recordings_contract_time ON recordings (contract_id, started_at)",
+    "CREATE INDEX recordings_expiry ON recordings (expires_at)",
+    # Per-booth paid options the accounts model does not carry (yet): 360-day retention.
+    """CREATE TABLE booth_options (
+        id_id INTEGER PRIMARY KEY,
+        retention_extended INTEGER NOT NULL DEFAULT 0
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("accounts", 1, "contracts, IDs, numbers, affiliations, devices, audit", _ACCOUNTS_1),
     Migration("registrar", 1, "SIP registrations (bindings)", _REGISTRAR_1),
     Migration("billing", 1, "outages, issued invoices, payments, invoice mail", _BILLING_1),
+    Migration("calls", 1, "CDRs, recordings index, booth recording options", _CALLS_1),
 )
