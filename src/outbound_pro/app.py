@@ -43,6 +43,7 @@ from outbound_pro.web.api_billing import make_setup as make_billing_setup
 from outbound_pro.web.api_calls import make_calls_setup
 from outbound_pro.web.app import create_app
 from outbound_pro.web.pages import WebPages
+from outbound_pro.webrtc import WebRtcGateway
 
 log = logging.getLogger("outbound_pro.app")
 
@@ -162,6 +163,10 @@ class Server:
         recordings = (
             Path(b2.recordings_dir) if b2.recordings_dir else self.config.data_path / "recordings"
         )
+        media_host = rtp.public_host or public
+        # the gateway's plain RTP ports face the relay: on the relay's address
+        wildcard = rtp.host in ("", "0.0.0.0", "::")
+        webrtc = WebRtcGateway(plain_host=media_host if wildcard else rtp.host)
         return B2bua(
             self.sip,
             self.router,
@@ -171,9 +176,10 @@ class Server:
             self.calls,
             b2,
             public_host=public,
-            media_host=rtp.public_host or public,
+            media_host=media_host,
             recordings_dir=recordings,
             metrics=self.metrics,
+            webrtc=webrtc,
         )
 
     async def _housekeep(self) -> None:
@@ -200,6 +206,8 @@ class Server:
             self._runner = None
         if self.b2bua is not None:
             await self.b2bua.stop()
+            if self.b2bua.webrtc is not None:
+                await self.b2bua.webrtc.close()
         await self.sip.close()
         if self.db is not None:
             self.db.close()

@@ -19,6 +19,11 @@ How the two legs are joined, and why:
   relayed gets 491 (RFC 3261 §14.1), which is also how crossed offers (glare) resolve.
 * A call whose far end vanished is found by in-dialog OPTIONS (RFC 3261 §11 used as a
   keep-alive, as most carriers accept): 408 or 481 to it ends the call.
+* A browser leg (WebRTC) is terminated in the gateway (`outbound_pro.webrtc`): the call works
+  with the leg's plain SDP (``plain_sdp()``) exactly as with a phone's, and only the browser
+  sees the leg's ICE/DTLS SDP. An offer from or towards a browser in an answered call (hold,
+  a carrier's re-INVITE) is answered here with the current media, direction mirrored, and not
+  relayed: the plain side of the gateway never changes during a call.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from outbound_pro.sip import sdp as sdplib
 from outbound_pro.sip.message import Request, Response, build_cancel, make_response
 from outbound_pro.sip.stack import Destination
 from outbound_pro.sip.transaction import ClientTransaction, ResponseReceived, ServerTransaction
+from outbound_pro.webrtc import OfferError, WebRtcGateway, WebRtcLeg
 
 log = logging.getLogger("outbound_pro.b2bua")
 
@@ -55,6 +61,7 @@ class CallHost(Protocol):
 
     media_host: str
     contact: str
+    webrtc: WebRtcGateway | None
 
     def via(self, destination: Destination) -> str: ...
 
@@ -89,6 +96,7 @@ class Target:
     username: str = ""  # credentials for the far end's 401/407 (trunks)
     password: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    webrtc: bool = False  # a browser (binding over ws/wss): offered through the gateway
 
 
 @dataclass
@@ -104,6 +112,7 @@ class Branch:
     acked: bool = False
     final: int | None = None
     reason: str = ""
+    leg: WebRtcLeg | None = None  # the gateway leg of a browser target
 
 
 @dataclass
@@ -167,6 +176,7 @@ class Call:
         t1: float = 0.5,
         t2: float = 4.0,
         clock: Callable[[], float] = time.time,
+        a_leg: WebRtcLeg | None = None,
     ) -> None:
         self.host = host
         self.ref = ref
@@ -195,6 +205,8 @@ class Call:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.dialog_keys: list[tuple[str, str]] = []  # where the engine indexes this call
         self.busy_id: int | None = None  # the booth this call makes busy (inbound routing)
+        self.webrtc: dict[Side, WebRtcLeg] = {"A": a_leg} if a_leg is not None else {}
+        self._closing: set[asyncio.Task[None]] = set()
         sid = secrets.randbelow(2**31)
         self.origin: dict[Side, sdplib.Origin] = {
             "A": sdplib.Origin(sid, host=host.media_host),
@@ -222,6 +234,34 @@ class Call:
     def _leg_port(self, side: Side) -> int:
         assert self.session is not None
         return self.session.leg(self.relay_side[side]).local_port
+
+    def _bind_plain(self, side: Side, leg: WebRtcLeg) -> None:
+        """Send what the browser of *side* says to the relay port facing *side*."""
+        assert self.session is not None
+        relay_leg = self.session.leg(self.relay_side[side])
+        host = relay_leg.host if relay_leg.host not in ("", "0.0.0.0", "::") else None
+        leg.set_plain_remote((host or self.host.media_host, relay_leg.local_port))
+
+    def _close_leg(self, leg: WebRtcLeg) -> None:
+        task = asyncio.get_running_loop().create_task(leg.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _browser_answer(self, branch: Branch, response: Response) -> sdplib.SessionDescription:
+        """The callee's SDP as the call sees it: a browser's answer goes to its gateway leg,
+        and the leg's plain SDP stands for it (raises SdpError when the leg refuses it)."""
+        leg = branch.leg
+        if leg is None:
+            return sdplib.parse_sdp(response.body)
+        if leg.remote is None:
+            try:
+                leg.answer_received(response.body)
+            except OfferError as exc:
+                raise sdplib.SdpError(str(exc)) from exc
+            self.webrtc["B"] = leg
+            self.last_sdp["B"] = leg.session_sdp().encode()
+            self._bind_plain("B", leg)
+        return sdplib.parse_sdp(leg.plain_sdp().encode())
 
     def _learn_media(self, side: Side, desc: sdplib.SessionDescription) -> None:
         """Point the relay leg facing *side* at the address its SDP names."""
@@ -283,11 +323,22 @@ class Call:
             await self._finish_media()
             return
         self._learn_media("A", self.offer)
+        if "A" in self.webrtc:
+            self._bind_plain("A", self.webrtc["A"])
+        legs: list[WebRtcLeg | None] = []
+        gateway = self.host.webrtc if any(t.webrtc for t in targets) else None
         for target in targets:
-            self._send_branch(target)
+            legs.append(await gateway.create_offer() if target.webrtc and gateway else None)
+        if self.state == "ended":  # cancelled while the browser offers were being made
+            for leg in legs:
+                if leg is not None:
+                    await leg.close()
+            return
+        for target, leg in zip(targets, legs, strict=True):
+            self._send_branch(target, leg)
         self._timer("ring", self.ring_timeout, self._ring_timeout)
 
-    def _send_branch(self, target: Target) -> None:
+    def _send_branch(self, target: Target, leg: WebRtcLeg | None = None) -> None:
         dialog = Dialog(
             call_id=f"{secrets.token_hex(12)}@{self.host.media_host}",
             local_tag=secrets.token_hex(6),
@@ -303,6 +354,8 @@ class Call:
         except sdplib.SdpError as exc:
             self.fail(488, str(exc), by="system")
             return
+        if leg is not None:
+            body = leg.offer_sdp.encode()
         headers = list(target.headers)
         if target.pai:
             headers.append(("P-Asserted-Identity", target.pai))
@@ -314,7 +367,7 @@ class Call:
             content_type=SDP,
             headers=headers,
         )
-        branch = Branch(target, dialog, invite)
+        branch = Branch(target, dialog, invite, leg=leg)
         self.branches.append(branch)
         self.host.bind_dialog(self, "B", dialog)
         if not self.record.b_call_id:
@@ -412,11 +465,13 @@ class Call:
         body = b""
         if response.body and response.content_type == SDP:
             try:
-                desc = sdplib.parse_sdp(response.body)
+                desc = self._browser_answer(branch, response)
                 self._learn_media("B", desc)
                 body = self._sdp_for("A", desc, self.offer.audio().formats)  # type: ignore[union-attr]
             except sdplib.SdpError:
                 body = b""
+        if body and "A" in self.webrtc:
+            body = self.webrtc["A"].answer_sdp.encode()
         self._respond_a(response.status, response.reason, body=body)
 
     def _branch_2xx(self, branch: Branch, response: Response) -> None:
@@ -444,11 +499,14 @@ class Call:
         self.state = "answered"
         self._stop_timer("ring")
         self._cancel_branches(keep=branch)
+        for other in self.branches:
+            if other is not branch and other.leg is not None:
+                self._close_leg(other.leg)
         self.record.b_call_id = branch.dialog.call_id
         body = b""
         if response.body and response.content_type == SDP:
             try:
-                desc = sdplib.parse_sdp(response.body)
+                desc = self._browser_answer(branch, response)
                 self._learn_media("B", desc)
                 audio = self.offer.audio()
                 body = self._sdp_for("A", desc, audio.formats if audio else None)
@@ -462,6 +520,9 @@ class Call:
         if self.record.ringing_at is None:
             self.record.ringing_at = now
         self._start_recording()
+        if body and "A" in self.webrtc:
+            body = self.webrtc["A"].answer_sdp.encode()
+            self.last_sdp["A"] = body
         final = self._respond_a(200, body=body)
         self._retransmit("A", final)
         self._timer("max", self.max_duration, self._max_duration)
@@ -557,9 +618,12 @@ class Call:
             if request.method == "INVITE":
                 self._retransmit_for(side, txn, response)
             return
+        other: Side = "B" if side == "A" else "A"
+        if side in self.webrtc or other in self.webrtc:
+            self._answer_locally(side, txn, request)
+            return
         try:
             desc = sdplib.parse_sdp(request.body)
-            other: Side = "B" if side == "A" else "A"
             body = self._sdp_for(other, desc)
         except sdplib.SdpError as exc:
             self.host.respond(
@@ -574,6 +638,25 @@ class Call:
         )
         self.pending = _Pending(side, request.method, txn, request)
         self.host.send(relayed, dialog.destination, lambda ev: self._offer_response(relayed, ev))
+
+    def _answer_locally(self, side: Side, txn: ServerTransaction, request: Request) -> None:
+        """An offer from or towards a browser leg: answered here (see the module docstring)."""
+        if side not in self.webrtc:
+            try:
+                self._learn_media(side, sdplib.parse_sdp(request.body))
+            except sdplib.SdpError as exc:
+                self.host.respond(
+                    txn, make_response(request, 488, headers=[reason_header(488, str(exc))])
+                )
+                return
+        current = self.webrtc[side].session_sdp().encode() if side in self.webrtc else b""
+        body = mirror_direction(current or self.last_sdp.get(side, b""), request.body)
+        response = make_response(
+            request, 200, headers=[("Contact", self.host.contact), ("Content-Type", SDP)], body=body
+        )
+        self.host.respond(txn, response)
+        if request.method == "INVITE":
+            self._retransmit_for(side, txn, response)
 
     def _offer_response(self, relayed: Request, event: ResponseReceived) -> None:
         pending = self.pending
@@ -681,6 +764,10 @@ class Call:
 
     async def _finish_media(self) -> None:
         try:
+            legs = {id(leg): leg for leg in self.webrtc.values()}
+            legs.update((id(b.leg), b.leg) for b in self.branches if b.leg is not None)
+            for leg in legs.values():
+                await leg.close()
             if self.session is not None:
                 stats = await self.session.close()
                 self.record.media_a = _media(stats.leg_a)
@@ -696,6 +783,21 @@ class Call:
         finally:
             if not self.finished.done():
                 self.finished.set_result(None)
+
+
+_DIRECTIONS = (b"a=sendrecv", b"a=sendonly", b"a=recvonly", b"a=inactive")
+_MIRROR = {b"a=sendonly": b"a=recvonly", b"a=recvonly": b"a=sendonly"}
+
+
+def mirror_direction(answer: bytes, offer: bytes) -> bytes:
+    """*answer* with the direction RFC 3264 §6.1 requires for *offer*'s (hold, resume)."""
+    offered = next(
+        (d for line in offer.splitlines() for d in _DIRECTIONS if line.strip() == d),
+        b"a=sendrecv",
+    )
+    wanted = _MIRROR.get(offered, offered)
+    lines = [wanted if line.strip() in _DIRECTIONS else line for line in answer.split(b"\r\n")]
+    return b"\r\n".join(lines)
 
 
 def _media(leg: LegStats) -> LegMedia:

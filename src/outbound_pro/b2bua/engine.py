@@ -14,6 +14,13 @@ concurrency), special numbers (1XY: 110, 118, 119 ...) are refused unless config
 call is routed: to the trunk, to the contacts of a booth of the same contract (internal), or,
 inbound, to every registered contact of the number's booth in parallel. Every refusal after
 authentication leaves a CDR saying why.
+
+Browsers (WebRTC booths, registered over SIP/WebSocket) are terminated in the WebRTC gateway
+when one is given: a booth INVITE whose SDP asks for DTLS-SRTP is answered by the gateway
+(488 when it cannot be), and a contact registered over ws/wss is offered a gateway leg; the
+call, the relay, the recording and the CDR see the leg's plain RTP side only. Browser SIP
+libraries (JsSIP, SIP.js) know only MD5 and read one of several challenges (JsSIP the last),
+so a booth on a WebSocket gets the MD5 challenge alone.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +87,11 @@ from outbound_pro.sip.transaction import (
 )
 from outbound_pro.sip.uri import SipUri
 from outbound_pro.store.calls import CallStore
+from outbound_pro.webrtc import OfferError, WebRtcGateway, WebRtcLeg, is_webrtc_offer
 
 log = logging.getLogger("outbound_pro.b2bua")
 _ANY_VALID_NUMBER = "0312345678"  # stands in for a special code where policy wants a number
+WEBSOCKET_KINDS = ("ws", "wss")
 
 
 class _Reject(Exception):
@@ -129,8 +138,10 @@ class B2bua:
         recordings_dir: Path,
         metrics: Registry,
         clock: Callable[[], float] = time.time,
+        webrtc: WebRtcGateway | None = None,
     ) -> None:
         self.stack = stack
+        self.webrtc = webrtc
         self.router = router
         self.registrar = registrar
         self.accounts = registrar.accounts
@@ -145,6 +156,8 @@ class B2bua:
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], tuple[Call, Side]] = {}
         self._invites: dict[TransactionKey, Call] = {}
+        # browser INVITEs whose gateway leg is being made; True once CANCELled
+        self._preparing: dict[TransactionKey, bool] = {}
         self._client: dict[TransactionKey, Callable[[ResponseReceived], None]] = {}
         self._active_aff: dict[int, int] = {}
         self._busy: dict[int, int] = {}
@@ -311,27 +324,24 @@ class B2bua:
         try:
             self._new_call(txn, request, source)
         except _Reject as rej:
-            headers = list(rej.headers)
-            if rej.status >= 400 and rej.status not in (401, 407):
-                headers.append(reason_header(rej.status, rej.reason))
-            self.respond(
-                txn,
-                make_response(
-                    request, rej.status, None, to_tag=secrets.token_hex(6), headers=headers
-                ),
-            )
-            if rej.record is not None:
-                rec = rej.record
-                rec.status, rec.reason, rec.end_at, rec.hangup_by = (
-                    rej.status,
-                    rej.reason,
-                    self.clock(),
-                    "system",
-                )
-                self.calls_store.save_cdr(rec)
-                self._outcomes.inc(1, str(rej.status))
+            self._refuse(txn, request, rej)
         except SipParseError as err:
             self.respond(txn, make_response(request, err.status or 400, err.reason))
+
+    def _refuse(self, txn: ServerTransaction, request: Request, rej: _Reject) -> None:
+        headers = list(rej.headers)
+        if rej.status >= 400 and rej.status not in (401, 407):
+            headers.append(reason_header(rej.status, rej.reason))
+        self.respond(
+            txn,
+            make_response(request, rej.status, None, to_tag=secrets.token_hex(6), headers=headers),
+        )
+        if rej.record is not None:
+            rec = rej.record
+            rec.status, rec.reason, rec.end_at = rej.status, rej.reason, self.clock()
+            rec.hangup_by = "caller" if rej.status == 487 else "system"
+            self.calls_store.save_cdr(rec)
+            self._outcomes.inc(1, str(rej.status))
 
     def _on_ack(self, event: RequestReceived, source: Source) -> None:
         found = self._in_dialog(event.request)
@@ -367,6 +377,9 @@ class B2bua:
             self.respond(txn, make_response(event.request, 481, to_tag=secrets.token_hex(6)))
             return
         self.respond(txn, make_response(event.request, 200))
+        if target.key in self._preparing:
+            self._preparing[target.key] = True
+            return
         call = self._invites.get(target.key)
         if call is not None:
             call.on_cancel()
@@ -408,8 +421,54 @@ class B2bua:
             plan = self._from_network(request, source)
         if not request.body or request.content_type != "application/sdp":
             raise _Reject(488, "an SDP offer in the INVITE is required", record=plan.record)
+        if self.webrtc is not None and is_webrtc_offer(request.body):
+            self._preparing[txn.key] = False
+            self._spawn(self._new_browser_call(self.webrtc, txn, request, source, plan))
+            return
+        self._open_call(txn, request, source, plan, request.body, None)
+
+    async def _new_browser_call(
+        self,
+        gateway: WebRtcGateway,
+        txn: ServerTransaction,
+        request: Request,
+        source: Source,
+        plan: _Plan,
+    ) -> None:
+        """A browser's INVITE: the gateway answers its offer, the call gets the plain side."""
         try:
-            offer = sdplib.parse_sdp(request.body)
+            leg = await gateway.accept_offer(request.body)
+        except OfferError as exc:
+            self._preparing.pop(txn.key, None)
+            self._refuse(txn, request, _Reject(488, str(exc), record=plan.record))
+            return
+        except OSError as exc:  # no UDP port for the leg
+            log.error("no webrtc media ports", extra={"error": str(exc)})
+            self._preparing.pop(txn.key, None)
+            self._refuse(txn, request, _Reject(503, "no media ports available", record=plan.record))
+            return
+        if self._preparing.pop(txn.key, False):
+            await leg.close()
+            self._refuse(txn, request, _Reject(487, "cancelled by the caller", record=plan.record))
+            return
+        try:
+            self._open_call(txn, request, source, plan, leg.plain_sdp().encode(), leg)
+        except _Reject as rej:
+            await leg.close()
+            self._refuse(txn, request, rej)
+
+    def _open_call(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        source: Source,
+        plan: _Plan,
+        body: bytes,
+        leg: WebRtcLeg | None,
+    ) -> None:
+        """Start the call for an accepted INVITE whose (plain) offer is *body*."""
+        try:
+            offer = sdplib.parse_sdp(body)
             sdplib.rewrite(offer, host=self.media_host, port=2, origin=sdplib.Origin(0))
         except sdplib.SdpError as exc:
             raise _Reject(488, str(exc), record=plan.record) from exc
@@ -440,6 +499,7 @@ class B2bua:
             t1=timers.t1,
             t2=timers.t2,
             clock=self.clock,
+            a_leg=leg,
         )
         call.busy_id = plan.busy_id
         self.calls[ref] = call
@@ -458,9 +518,10 @@ class B2bua:
         ]
         for target in plan.targets:
             target.headers += passthrough
-        task = asyncio.get_running_loop().create_task(
-            call.start(self.relay.open_session, plan.targets)
-        )
+        self._spawn(call.start(self.relay.open_session, plan.targets))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -469,11 +530,16 @@ class B2bua:
         if not task.cancelled() and task.exception() is not None:
             log.error("call set-up failed", exc_info=task.exception())
 
-    def _challenge(self, realm: str, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
+    def _challenge(
+        self, realm: str, now: float, *, stale: bool = False, md5_only: bool = False
+    ) -> list[tuple[str, str]]:
         """Proxy-Authenticate values: SHA-256 first (RFC 8760), unless configured otherwise
-        for phones (and SIPp) that answer only the first challenge and know only MD5."""
+        for phones (and SIPp) that answer only the first challenge and know only MD5; MD5
+        alone when *md5_only* (browsers on a WebSocket, see the module docstring)."""
         values = self.registrar.auth.challenge(realm, now, stale=stale)
-        if self.config.md5_challenge_first:
+        if md5_only:
+            values = [v for v in values if "algorithm=MD5" in v] or values
+        elif self.config.md5_challenge_first:
             values = sorted(values, key=lambda v: "algorithm=MD5" not in v)
         return [("Proxy-Authenticate", v) for v in values]
 
@@ -494,7 +560,8 @@ class B2bua:
             if parsed is not None and parsed.realm == realm:
                 creds = parsed
                 break
-        challenge = self._challenge(realm, now)
+        md5_only = source.kind in WEBSOCKET_KINDS
+        challenge = self._challenge(realm, now, md5_only=md5_only)
         if creds is None:
             raise _Reject(407, "Proxy Authentication Required", headers=challenge)
         contract = self.accounts.contract_by_domain(realm)
@@ -517,7 +584,7 @@ class B2bua:
             guard.failure(f"ip:{host}", ident, now)
             raise _Reject(407, "Proxy Authentication Required", headers=challenge)
         if verdict.outcome is Outcome.STALE:
-            stale = self._challenge(realm, now, stale=True)
+            stale = self._challenge(realm, now, stale=True, md5_only=md5_only)
             raise _Reject(407, "Proxy Authentication Required", headers=stale)
         guard.success(f"ip:{host}", ident)
         assert secrets_ is not None
@@ -639,9 +706,13 @@ class B2bua:
                 destination=Destination(b.transport, (b.source_host, b.source_port)),
                 from_uri=f"<sip:{caller or 'anonymous'}@{domain}>",
                 to_uri=f"<sip:{owner.e164}@{domain}>",
+                webrtc=b.transport in WEBSOCKET_KINDS,
             )
             for b in contacts
+            if self.webrtc is not None or b.transport not in WEBSOCKET_KINDS
         ]
+        if not targets:
+            raise _Reject(480, "no registered contact of this number can take media", record=record)
         busy = owner.id_id if booth_side == "B" else None
         return _Plan(record, booth_side, targets, busy)
 

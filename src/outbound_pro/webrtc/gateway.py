@@ -291,6 +291,11 @@ class WebRtcLeg:
 
     async def accept_answer(self, answer_sdp: str | bytes) -> None:
         """The browser's answer to ``offer_sdp``: pick up its codec, ICE and DTLS, and connect."""
+        self.answer_received(answer_sdp)
+
+    def answer_received(self, answer_sdp: str | bytes) -> None:
+        """`accept_answer` for synchronous callers (a SIP response handler): it never waits,
+        ICE and DTLS run in the background as for `accept_answer`."""
         assert self._dtls is not None
         remote, media = _audio_of(answer_sdp)
         self._set_codec(choose_codec(media))
@@ -369,6 +374,15 @@ class WebRtcLeg:
             return await asyncio.wait_for(asyncio.shield(self._connected), timeout)
         except TimeoutError:
             return False
+
+    def session_sdp(self) -> str:
+        """Our SDP for an answer to the browser's re-offer in the same session (hold, resume):
+        the same ICE and DTLS, with the DTLS role already settled (never ``actpass``)."""
+        role = self._dtls._role if self._dtls is not None else "auto"
+        if role == "auto":
+            return self.local_sdp
+        setup = "a=setup:active" if role == "client" else "a=setup:passive"
+        return self.local_sdp.replace("a=setup:actpass", setup)
 
     # -- media -------------------------------------------------------------------------------
 
