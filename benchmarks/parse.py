@@ -12,6 +12,11 @@ sippy is measured the way it is used: it takes ``str``, so its timings include t
 it parses the Request-URI eagerly and other headers on ``getBody()``.
 
 Run: ``.venv/bin/python benchmarks/parse.py [--seconds N]``.
+
+``--receive-path`` instead times each stage of the server's receive path for an OPTIONS
+request (what ``SipStack._incoming`` and the router do per datagram): parse, stamp_received,
+validate_request, TransactionLayer.receive, make_response, to_bytes and
+Via.response_address, over distinct requests so no per-message cache is reused.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import platform
 import time
 from collections.abc import Callable
 
-from outbound_pro.sip.message import Request, parse_message
+from outbound_pro.sip.message import Request, make_response, parse_message, stamp_received
+from outbound_pro.sip.transaction import TransactionLayer
+from outbound_pro.sip.validate import validate_request
 
 SDP = (
     b"v=0\r\n"
@@ -133,6 +140,88 @@ def sippy_workloads() -> dict[str, Callable[[bytes], object]] | None:
     return {"lazy": lazy, "full": full, "parse+serialise": roundtrip}
 
 
+# ------------------------------------------------------------------------------ receive path
+
+
+def options_request(i: int) -> bytes:
+    """An OPTIONS keep-alive probe as a carrier or PBX sends it, with a distinct branch."""
+    return (
+        f"OPTIONS sip:carrier.example.net SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 198.51.100.23:5062;branch=z9hG4bK-opt-{i:08d};rport\r\n"
+        f"Max-Forwards: 70\r\n"
+        f'From: "Agent 104" <sip:104@pbx.example.com>;tag=as{i:08x}\r\n'
+        f"To: <sip:carrier.example.net>\r\n"
+        f"Contact: <sip:104@198.51.100.23:5062>\r\n"
+        f"Call-ID: {i:032x}@198.51.100.23\r\n"
+        f"CSeq: 102 OPTIONS\r\n"
+        f"Accept: application/sdp\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+RECEIVE_STAGES = (
+    "parse",
+    "stamp_received",
+    "validate_request",
+    "TransactionLayer.receive",
+    "make_response",
+    "to_bytes",
+    "Via.response_address",
+)
+
+
+def receive_path_round(datagrams: list[bytes]) -> dict[str, float]:
+    """Seconds spent in each receive-path stage over *datagrams*, in the order
+    ``SipStack._incoming`` and the router run them (source 203.0.113.7:40000, so ``received``
+    and ``rport`` are both written)."""
+    clock = time.perf_counter
+    totals = dict.fromkeys(RECEIVE_STAGES, 0.0)
+    layer = TransactionLayer()
+    headers = (("Allow", "INVITE, ACK, CANCEL, OPTIONS, BYE"), ("Accept", "application/sdp"))
+    for data in datagrams:
+        t0 = clock()
+        msg = parse_message(data)
+        t1 = clock()
+        assert isinstance(msg, Request)
+        stamp_received(msg, "203.0.113.7", 40000)
+        t2 = clock()
+        problem = validate_request(msg)
+        t3 = clock()
+        assert problem is None
+        layer.receive(msg, ("203.0.113.7", 40000), 0.0)
+        t4 = clock()
+        response = make_response(msg, 200, to_tag="f00d", headers=headers)
+        t5 = clock()
+        response.to_bytes()
+        t6 = clock()
+        response.top_via.response_address()
+        t7 = clock()
+        for stage, spent in zip(
+            RECEIVE_STAGES,
+            (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6),
+            strict=True,
+        ):
+            totals[stage] += spent
+    return totals
+
+
+def receive_path(seconds: float, count: int = 5000) -> None:
+    """Print the best per-request time of each stage over rounds of *count* distinct
+    OPTIONS requests (best, because other load on a shared box only ever adds time)."""
+    datagrams = [options_request(i) for i in range(count)]
+    best = dict.fromkeys(RECEIVE_STAGES, float("inf"))
+    deadline = time.perf_counter() + seconds
+    rounds = 0
+    while rounds < 2 or time.perf_counter() < deadline:
+        for stage, spent in receive_path_round(datagrams).items():
+            best[stage] = min(best[stage], spent / count)
+        rounds += 1
+    print(f"receive path, OPTIONS, {count} distinct requests, best of {rounds} rounds")
+    for stage in RECEIVE_STAGES:
+        print(f"{stage:26} {best[stage] * 1e6:7.1f} us")
+    print(f"{'total':26} {sum(best.values()) * 1e6:7.1f} us")
+
+
 # ------------------------------------------------------------------------------ timing
 
 
@@ -190,7 +279,13 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time budget per row")
+    parser.add_argument(
+        "--receive-path", action="store_true", help="time the server receive path per stage"
+    )
     args = parser.parse_args()
+    if args.receive_path:
+        receive_path(args.seconds)
+        return
     ours = {"lazy": ours_lazy, "full": ours_full, "parse+serialise": ours_roundtrip}
     theirs = sippy_workloads()
     print(

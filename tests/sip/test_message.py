@@ -476,3 +476,46 @@ def test_acks_are_never_answered():
     with pytest.raises(SipParseError) as info:
         validate_request(broken)  # type: ignore[arg-type]
     assert info.value.status is None and info.value.response() is None
+
+
+def test_stamp_received_rewrites_the_top_via_line_in_place():
+    """Stamping edits the one top Via line and keeps the other parsed headers cached."""
+    m = invite()
+    from_ = m.from_
+    stamp_received(m, "203.0.113.7", 40000)
+    assert m.from_ is from_  # hot-path cache survived the stamp
+    assert m.top_via.received == "203.0.113.7" and m.top_via.rport == 40000
+    assert m.get_all("Via")[0] == str(m.top_via) and len(m.vias) == 2
+    assert m.vias[0] is m.top_via
+    assert m.headers.count("Via") == 2  # still two lines, nothing split or reordered
+    again = parse_message(m.to_bytes())
+    assert isinstance(again, Request) and again.top_via == m.top_via
+
+
+def test_stamp_received_splits_a_multi_value_top_line():
+    data = INVITE.replace(b";rport\r\n", b";rport, SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx\r\n", 1)
+    m = parse_message(data)
+    assert isinstance(m, Request)
+    stamp_received(m, "203.0.113.7", 40000)
+    assert m.top_via.rport == 40000 and m.vias[1].host == "192.0.2.9"
+    assert [v.host for v in m.vias][1:] == [v.host for v in parse_message(data).vias][1:]
+
+
+def test_make_response_reuses_parsed_request_headers():
+    m = invite()
+    stamp_received(m, "203.0.113.7", 40000)
+    r = make_response(m, 200, to_tag="abc", headers=[("Allow", "  INVITE ")])
+    assert r.top_via is m.top_via
+    assert r.top_via.response_address() == ("203.0.113.7", 40000)
+    assert r.to.tag == "abc" and r.get("Allow") == "INVITE"
+    to_line = b'To: "Bob, the builder" <sip:bob@biloxi.example.com>'
+    in_dialog = parse_message(INVITE.replace(to_line, to_line + b";tag=abc", 1))
+    assert isinstance(in_dialog, Request) and in_dialog.to.tag == "abc"
+    assert make_response(in_dialog, 200, to_tag="zzz").to.tag == "abc"
+
+
+def test_parse_uri_shares_equal_parses_but_never_errors():
+    assert parse_uri("sip:alice@atlanta.example.com") is parse_uri("sip:alice@atlanta.example.com")
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse_uri("sip:alice@")

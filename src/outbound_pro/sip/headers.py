@@ -852,7 +852,7 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: list[Field] = [(canonical_name(n), str(v)) for n, v in items]
         self._first: dict[str, str] | None = None
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, tuple[str, ...]] | None = None
         self._cache: dict[str, Any] = {}
         self._lines: list[str] | None = None
         self._error: SipParseError | None = None
@@ -980,18 +980,21 @@ class Headers:
         """Number of header lines called *name*."""
         return len(self._raw_key(header_key(name)))
 
-    def _raw_key(self, key: str) -> list[str]:
+    def _raw_key(self, key: str) -> tuple[str, ...]:
+        """Every line's value for lookup *key*, in order.
+
+        Tuples, not lists: a message lives as long as its transaction, and tuples of strings
+        are untracked by the cycle collector, while one list per header name per live message
+        made the generation-2 collections a large share of the receive path's CPU.
+        """
         index = self._index
         if index is None:
             index = {}
             for info, value in self._all():
                 values = index.get(info[0])
-                if values is None:
-                    index[info[0]] = [value]
-                else:
-                    values.append(value)
+                index[info[0]] = (value,) if values is None else (*values, value)
             self._index = index
-        return index.get(key, _EMPTY)
+        return index.get(key, ())
 
     def get(self, name: str) -> str | None:
         """The header's value: the first line's, or for a list header every line joined with
@@ -1101,6 +1104,3 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
-
-
-_EMPTY: list[str] = []

@@ -29,7 +29,7 @@ import hashlib
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from outbound_pro.sip.errors import SipParseError
@@ -173,21 +173,21 @@ def reason_phrase(status: int) -> str:
 # keeps the accessors free of a full header index.
 
 
-def _p_vias(values: list[str]) -> list[Via]:
+def _p_vias(values: Sequence[str]) -> list[Via]:
     return parse_vias(values)
 
 
-def _p_contacts(values: list[str]) -> list[NameAddr]:
+def _p_contacts(values: Sequence[str]) -> list[NameAddr]:
     if len(values) == 1 and values[0] == "*":
         return []
     return parse_name_addrs(values, "Contact")
 
 
-def _p_routes(values: list[str]) -> list[NameAddr]:
+def _p_routes(values: Sequence[str]) -> list[NameAddr]:
     return parse_name_addrs(values, "Route")
 
 
-def _p_record_routes(values: list[str]) -> list[NameAddr]:
+def _p_record_routes(values: Sequence[str]) -> list[NameAddr]:
     return parse_name_addrs(values, "Record-Route")
 
 
@@ -327,7 +327,7 @@ class Message(ABC):
             raise self._adapt(SipParseError(400, value.reason))
         return value
 
-    def _many(self, key: str, parse: Callable[[list[str]], T]) -> T:
+    def _many(self, key: str, parse: Callable[[Sequence[str]], T]) -> T:
         """Parsed form of a list header (all lines), cached under *key*."""
         cache = self.headers._cache
         value = cache.get(key, _MISSING)
@@ -358,7 +358,24 @@ class Message(ABC):
 
     @property
     def vias(self) -> list[Via]:
-        return self._many("via", _p_vias)
+        """Every Via value.  The top one is taken from the hot-path cache when its line holds
+        a single value, so validation does not parse (and allocate) the top Via twice."""
+        cache = self.headers._cache
+        value = cache.get("via")
+        if value is not None:
+            return value  # type: ignore[no-any-return]
+        top = cache.get("via:top")
+        if type(top) is not Via:
+            return self._many("via", _p_vias)
+        raw = self.headers._raw_key("via")
+        if not raw or "," in raw[0]:
+            return self._many("via", _p_vias)
+        try:
+            vias = [top, *parse_vias(raw[1:])] if len(raw) > 1 else [top]
+        except SipParseError as err:
+            raise self._adapt(err) from None
+        cache["via"] = vias
+        return vias
 
     @property
     def top_via(self) -> Via:
@@ -595,7 +612,7 @@ def parse_message(
     return _parse_request(start, lines, head_bytes, rest, bad_eol)
 
 
-def _frame_body(values: list[str], rest: bytes) -> bytes:
+def _frame_body(values: Sequence[str], rest: bytes) -> bytes:
     if not values:
         return rest
     length = _content_length(values)
@@ -604,7 +621,7 @@ def _frame_body(values: list[str], rest: bytes) -> bytes:
     return rest if length == len(rest) else rest[:length]
 
 
-def _content_length(values: list[str]) -> int:
+def _content_length(values: Sequence[str]) -> int:
     first = values[0]
     for other in values[1:]:
         if other != first:
@@ -841,25 +858,42 @@ def make_response(
     is malformed or missing: the error responses validation produces rely on that.
     """
     src = request.headers
-    out: list[Field] = [(_VIA, v) for v in src.raw_values("via")]
+    raw = src._raw_key
+    cache = src._cache
+    out: list[Field] = [(_VIA, v) for v in raw("via")]
     if 100 < status < 300 and request.method in _DIALOG_CREATING:
-        out += [(_RECORD_ROUTE, v) for v in src.raw_values("record-route")]
-    out += [(_FROM, v) for v in src.raw_values("from")]
-    to_values = src.raw_values("to")
+        out += [(_RECORD_ROUTE, v) for v in raw("record-route")]
+    out += [(_FROM, v) for v in raw("from")]
+    to_values = raw("to")
     if to_tag is not None and status != 100 and len(to_values) == 1:
-        try:
-            has_tag = parse_name_addr(to_values[0], "To").tag is not None
-        except SipParseError:
-            has_tag = True  # never graft a tag onto something we cannot read
+        # The To the request already parsed (validation reads it) is the parse of this very
+        # line: the cache entry is dropped whenever the To header changes.
+        to = cache.get("to")
+        if type(to) is NameAddr:
+            has_tag = to.tag is not None
+        elif type(to) is _Failed:
+            has_tag = True
+        else:
+            try:
+                has_tag = parse_name_addr(to_values[0], "To").tag is not None
+            except SipParseError:
+                has_tag = True  # never graft a tag onto something we cannot read
         if not has_tag:
-            to_values = [f"{to_values[0]};tag={to_tag}"]
+            to_values = (f"{to_values[0]};tag={to_tag}",)
     out += [(_TO, v) for v in to_values]
-    out += [(_CALL_ID, v) for v in src.raw_values("call-id")]
-    out += [(_CSEQ, v) for v in src.raw_values("cseq")]
+    out += [(_CALL_ID, v) for v in raw("call-id")]
+    out += [(_CSEQ, v) for v in raw("cseq")]
     if status == 100:
-        out += [(_TIMESTAMP, v) for v in src.raw_values("timestamp")]
-    out += [(canonical_name(name), str(value)) for name, value in headers]
-    return Response(status, reason, Headers._from_fields(out), body)
+        out += [(_TIMESTAMP, v) for v in raw("timestamp")]
+    out += [(canonical_name(name), str(value).strip(" \t")) for name, value in headers]
+    fields = Headers._from_fields(out)
+    fields._clean = True  # copied values were stripped when read, extra ones just now
+    top = cache.get("via:top")
+    if type(top) is Via:
+        # The response's Via lines are the request's, so its top Via parses to the same
+        # value; sharing it saves the transport a parse to find where the response goes.
+        fields._cache["via:top"] = top
+    return Response(status, reason, fields, body)
 
 
 def _as_text(value: NameAddr | Uri | str) -> str:
@@ -965,5 +999,28 @@ def stamp_received(request: Request, host: str, port: int) -> None:
         updates["received"] = host
     if not updates:
         return
-    request.headers.pop_first("Via")
-    request.headers.prepend("Via", via.with_params(**updates))
+    stamped = via.with_params(**updates)
+    headers = request.headers
+    fields = headers._all()
+    i = next((n for n, field in enumerate(fields) if field[0][0] == "via"), -1)
+    if i < 0:  # top_via above found a Via line, so this cannot happen
+        raise SipParseError(400, "Missing Via header")
+    info, value = fields[i]
+    if "," in value:
+        # Several values on the top line: split it as a proxy would (rare, not worth more).
+        headers.pop_first("Via")
+        headers.prepend("Via", stamped)
+        return
+    # The usual single-value line: rewrite that line in place and keep every parsed header,
+    # instead of re-splitting the line list and re-parsing the hot headers afterwards.
+    text = str(stamped)
+    fields[i] = (info, text)
+    first = headers._first
+    if first is not None:
+        first["via"] = text
+    index = headers._index
+    if index is not None:
+        index["via"] = (text, *index["via"][1:])
+    cache = headers._cache
+    cache["via:top"] = stamped
+    cache.pop("via", None)

@@ -104,7 +104,8 @@ class SipUri:
     """A ``sip:`` or ``sips:`` URI with decoded components.
 
     Instances are treated as values: build a new one rather than mutating a parsed one, since
-    the original text is what gets serialised.
+    the original text is what gets serialised -- and since :func:`parse_uri` hands the same
+    parsed instance to every message that carries the same URI text.
     """
 
     __slots__ = ("_raw", "headers", "host", "params", "password", "port", "scheme", "user")
@@ -301,8 +302,30 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+_PARSED: dict[str, Uri] = {}
+_PARSED_MAX = 4096
+"""Parsed URIs by exact text.  The same few URIs arrive over and over (a trunk's Request-URI,
+each peer's From/To/Contact), and validation parses four of them per request; parsed URIs are
+values (see :class:`SipUri`), so one instance can serve every message that spells it the same
+way.  The table is emptied when full, so hostile traffic with endless distinct URIs costs one
+dict store each and cannot grow memory."""
+
+
 def parse_uri(text: str) -> Uri:
-    """Parse any URI allowed in a Request-URI or name-addr; raises :class:`SipParseError` (400)."""
+    """Parse any URI allowed in a Request-URI or name-addr; raises :class:`SipParseError` (400).
+
+    Successful parses are shared by text (see ``_PARSED``); errors are never cached.
+    """
+    uri = _PARSED.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0:
         raise SipParseError(400, "Malformed URI (no scheme)")
