@@ -409,7 +409,10 @@ def main() -> None:
     )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
-        "--poll", type=float, default=0.0, help="RelayConfig.poll_interval (io=epoll), s"
+        "--poll",
+        type=float,
+        default=RelayConfig().poll_interval,
+        help="RelayConfig.poll_interval (io=epoll), s; 0 wakes the loop per datagram",
     )
     parser.add_argument(
         "--fsync",
