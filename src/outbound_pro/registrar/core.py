@@ -15,6 +15,13 @@ Order of checks, and why:
 4. Only after a correct password: contract and ID status (403), AOR ownership (403).
 5. Contacts: wildcard, expiry negotiation (423 + Min-Expires), q-values, Call-ID/CSeq order;
    then all changes are written in one transaction and the current bindings returned.
+
+Cost, because every phone re-registers every few minutes and a site restart makes them all
+do it at once (benchmarks/README.md, "Registrar"): a challenge touches no database; an
+authenticated REGISTER is one write transaction that finds the ID and its contract (one
+indexed query, `SipLogins`), reads the AOR's bindings, upserts the contact and commits before
+the 200 is built. Each header is parsed once (the To of the stack's hot-path parse is reused),
+and the 200's Contact list is computed from what was just written rather than read back.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from outbound_pro.accounts import numbers as jp
-from outbound_pro.accounts.digest import DigestAuthenticator, Outcome, ParseError
+from outbound_pro.accounts.digest import Credentials, DigestAuthenticator, Outcome, ParseError
 from outbound_pro.accounts.digest import parse_authorization as parse_digest
 from outbound_pro.accounts.models import ContractStatus, IdStatus, NumberOwner
 from outbound_pro.accounts.throttle import AuthGuard, Level, RateLimiter
@@ -34,24 +42,48 @@ from outbound_pro.registrar.model import Binding, BindingChange
 from outbound_pro.sip.errors import SipParseError
 from outbound_pro.sip.headers import Headers, parse_cseq, parse_name_addr
 from outbound_pro.sip.message import Request, Response, make_response
-from outbound_pro.sip.uri import SipUri, parse_uri
-from outbound_pro.store.accounts import AccountsStore
+from outbound_pro.sip.uri import SipUri, Uri, parse_uri
+from outbound_pro.store.accounts import AccountsStore, SipLogins
 from outbound_pro.store.db import Database
 from outbound_pro.store.registrar import RegistrarStore
 
 REGISTRABLE = (ContractStatus.ACTIVE, ContractStatus.RESTRICTED)
+_REVOKED = IdStatus.REVOKED.value
 
 
 @dataclass(frozen=True)
 class RegisterRequest:
-    """What the registrar reads from a REGISTER; built from the parsed SIP message."""
+    """What the registrar reads from a REGISTER; built from the parsed SIP message.
+
+    *message* is that message when there is one: its To was already parsed (and cached) by the
+    stack's hot path, and is reused rather than parsed again.
+    """
 
     request_uri: str
     headers: Headers
+    message: Request | None = None
 
     @property
     def call_id(self) -> str:
         return self.headers.get("call-id") or ""
+
+    def call_id_and_cseq(self) -> tuple[str, int]:
+        """Call-ID and CSeq number, from the message's hot-path parse when there is one."""
+        if self.message is not None:
+            return self.message.call_id, self.message.cseq[0]
+        call_id = self.call_id
+        cseq_value = self.headers.get("cseq")
+        if not call_id or cseq_value is None:
+            raise _Reject(400, "Missing Call-ID or CSeq")
+        return call_id, parse_cseq(cseq_value)[0]
+
+    def to_uri(self) -> Uri:
+        if self.message is not None:
+            return self.message.to.uri
+        value = self.headers.get("to")
+        if value is None:
+            raise _Reject(400, "Missing To")
+        return parse_name_addr(value, "To").uri
 
 
 @dataclass
@@ -100,6 +132,8 @@ def _digest_uri_for(digest_uri: str, request_uri: str) -> str:
     nonce-count with it), so such a digest-uri is accepted as if it were the Request-URI. Any
     other difference is checked as is and fails.
     """
+    if digest_uri == request_uri:  # what nearly every phone sends: nothing to parse
+        return request_uri
     try:
         signed, target = parse_uri(digest_uri), parse_uri(request_uri)
     except SipParseError:
@@ -127,13 +161,17 @@ class Registrar:
         limits: RegistrarLimits | None = None,
         guard: AuthGuard | None = None,
     ) -> None:
+        self.db = db
         self.accounts = AccountsStore(db)
+        self.logins = SipLogins(db)
         self.store = RegistrarStore(db)
         self.auth = authenticator
         self.limits = limits or RegistrarLimits()
         self.guard = guard or AuthGuard()
         self._source_rate = RateLimiter(self.limits.source_rate, self.limits.source_burst)
         self._global_rate = RateLimiter(self.limits.global_rate, self.limits.global_burst)
+        self._date_second = -1
+        self._date_value = ""
 
     # -- lookups for the B2BUA and the API -------------------------------------------------
 
@@ -173,7 +211,7 @@ class Registrar:
         Call-ID and CSeq, so a retransmitted REGISTER gets a byte-identical answer.
         """
         result = self.process(
-            RegisterRequest(request.uri_text, request.headers), source_addr, transport, now
+            RegisterRequest(request.uri_text, request.headers, request), source_addr, transport, now
         )
         if result.status is None:
             return RegisterOutcome(None, [], result)
@@ -221,14 +259,10 @@ class Registrar:
             raise _Reject(503, "Service Unavailable", _retry_after(verdict.retry_after))
 
         headers = request.headers
-        to_value = headers.get("to")
-        if to_value is None:
-            raise _Reject(400, "Missing To")
-        aor_uri = parse_name_addr(to_value, "To").uri
+        aor_uri = request.to_uri()
         if not isinstance(aor_uri, SipUri) or not aor_uri.user:
             raise _Reject(400, "To must be a SIP URI with a user part")
         realm = aor_uri.host.lower()
-        contract = self.accounts.contract_by_domain(realm)
 
         creds = None
         for value in headers.get_all("authorization"):
@@ -249,12 +283,35 @@ class Registrar:
             return RegisterResult(None, "source blocked for this ID")
         if not verdict.allowed:
             raise _Reject(503, "Service Unavailable", _retry_after(verdict.retry_after))
-        secrets = (
-            self.accounts.sip_secrets(contract.id, creds.username) if contract is not None else None
-        )
+        # One write transaction from the ID look-up to the binding write: a revocation or
+        # suspension committed by the CLI is either seen by the look-up or deletes the binding
+        # after us, never slips in between; and one transaction costs SQLite one snapshot
+        # instead of one per statement. It commits before the 200 is built (durability).
+        with self.db.transaction():
+            result = self._authenticated(
+                request, creds, aor_uri, realm, ident, source, transport, now, user_agent
+            )
+        # This connection's own binding writes cannot change an ID: keep `SipLogins`' cache.
+        self.logins.watch.absorb()
+        return result
+
+    def _authenticated(
+        self,
+        request: RegisterRequest,
+        creds: Credentials,
+        aor_uri: SipUri,
+        realm: str,
+        ident: str,
+        source: tuple[str, int],
+        transport: str,
+        now: float,
+        user_agent: str,
+    ) -> RegisterResult:
+        host = source[0]
+        login = self.logins.find(realm, creds.username)
         ha1 = None
-        if secrets is not None:
-            ha1 = secrets.ha1_sha256 if creds.algorithm == "SHA-256" else secrets.ha1_md5
+        if login is not None:
+            ha1 = login.ha1_sha256 if creds.algorithm == "SHA-256" else login.ha1_md5
         outcome = self.auth.verify(
             creds,
             method="REGISTER",
@@ -269,27 +326,23 @@ class Registrar:
         if outcome.outcome is Outcome.STALE:
             return self._challenge(realm, now, user_agent, stale=True)
         self.guard.success(f"ip:{host}", ident)
-        assert contract is not None and secrets is not None
+        assert login is not None
 
-        if contract.status not in REGISTRABLE:
-            raise _Reject(403, f"Forbidden (contract {contract.status.value})")
-        if secrets.status is IdStatus.REVOKED:
+        if login.contract_status not in REGISTRABLE:
+            raise _Reject(403, f"Forbidden (contract {login.contract_status})")
+        if login.removed or login.status == _REVOKED:
             raise _Reject(403, "Forbidden (ID revoked)")
-        identity = self.accounts.get_identity(secrets.id)
-        if identity is None or identity.removed_at is not None:
-            raise _Reject(403, "Forbidden (ID revoked)")
-        aor_user = self._aor_user(aor_uri.user, creds.username, identity.numbers)
+        aor_user = self._aor_user(aor_uri.user, creds.username, login.id)
         if aor_user is None:
             raise _Reject(403, "Forbidden (AOR is not this ID's)")
         aor = f"sip:{aor_user}@{realm}"
         result = self._update_bindings(
-            request, aor, contract.id, secrets.id, source, transport, now
+            request, aor, login.contract_id, login.id, source, transport, now
         )
-        result.id_id = secrets.id
+        result.id_id = login.id
         return result
 
-    @staticmethod
-    def _aor_user(user: str, login: str, numbers: list[str]) -> str | None:
+    def _aor_user(self, user: str, login: str, id_id: int) -> str | None:
         """The canonical AOR user: the login itself, or one of the ID's numbers in E.164."""
         if user == login:
             return login
@@ -297,7 +350,7 @@ class Registrar:
             e164 = jp.normalize(user)
         except jp.InvalidNumber:
             return None
-        return e164 if e164 in numbers else None
+        return e164 if self.logins.owns_number(id_id, e164) else None
 
     def _expires(self, text: str | None, what: str) -> int | None:
         if text is None:
@@ -317,13 +370,14 @@ class Registrar:
         transport: str,
         now: float,
     ) -> RegisterResult:
+        """Apply the Contacts, inside the caller's write transaction.
+
+        The AOR's bindings are read in that transaction, so the CSeq order and contact-limit
+        checks see exactly the rows the write replaces, even with the CLI writing the file.
+        """
         limits = self.limits
         headers = request.headers
-        call_id = request.call_id
-        cseq_value = headers.get("cseq")
-        if not call_id or cseq_value is None:
-            raise _Reject(400, "Missing Call-ID or CSeq")
-        cseq, _ = parse_cseq(cseq_value)
+        call_id, cseq = request.call_id_and_cseq()
         header_expires = self._expires(headers.get("expires"), "Expires")
         user_agent = (headers.get("user-agent") or "")[:200]
         existing = self.store.bindings_of(id_id, aor)
@@ -337,7 +391,7 @@ class Registrar:
                 raise _Reject(400, "Wildcard Contact needs Expires: 0 and no other Contact")
             if not all(order_ok(b) for b in existing):
                 raise _Reject(400, "CSeq out of order")
-            self.store.apply((), existing)
+            self.store.write((), existing)
             return RegisterResult(
                 200, "OK", self._date(now), [BindingChange("removed", b) for b in existing]
             )
@@ -346,30 +400,30 @@ class Registrar:
         removals: list[Binding] = []
         changes: list[BindingChange] = []
         by_contact = {b.contact: b for b in existing}
-        parsed_existing = []
-        for b in existing:
-            try:
-                parsed_existing.append((parse_uri(b.contact), b))
-            except SipParseError:
-                parsed_existing.append((None, b))
+        parsed_existing: list[tuple[Uri | None, Binding]] | None = None
         for value in values:
             contact = parse_name_addr(value, "Contact")
             uri = contact.uri
             if not isinstance(uri, SipUri):
                 raise _Reject(400, "Contact must be a sip: or sips: URI")
-            expires = self._expires(contact.params.get("expires"), "Contact expires")
+            params = contact.params
+            expires = self._expires(params.get("expires"), "Contact expires")
             if expires is None:
                 expires = header_expires if header_expires is not None else limits.default_expires
             if 0 < expires < limits.min_expires:
                 raise _Reject(423, "Interval Too Brief", [("Min-Expires", str(limits.min_expires))])
             expires = min(expires, limits.max_expires)
-            q = self._q(contact.params.get("q"))
-            match = by_contact.get(contact.uri_text) or next(
-                (b for u, b in parsed_existing if u is not None and u == uri), None
-            )
+            q = self._q(params.get("q"))
+            match = by_contact.get(contact.uri_text)
+            if match is None and existing:
+                # Not the same text: the same URI by RFC 3261 §19.1.4 rules? Stored contacts
+                # are parsed only now, and once, since a refresh nearly always matches above.
+                if parsed_existing is None:
+                    parsed_existing = [(_parse_or_none(b.contact), b) for b in existing]
+                match = next((b for u, b in parsed_existing if u is not None and u == uri), None)
             if match is not None and not order_ok(match):
                 raise _Reject(400, "CSeq out of order")
-            instance = (contact.params.get("+sip.instance") or "").strip('"')[:200]
+            instance = (params.get("+sip.instance") or "").strip('"')[:200]
             if expires == 0:
                 if match is not None:
                     removals.append(match)
@@ -399,10 +453,16 @@ class Registrar:
         if len(live_after) > limits.max_contacts:
             raise _Reject(403, f"Forbidden (more than {limits.max_contacts} contacts)")
         stale_rows = [b for b in existing if b.expires_at <= now and b.contact not in live_after]
-        self.store.apply(upserts, removals + stale_rows)
-        return RegisterResult(
-            200, "OK", self._contact_headers(id_id, aor, now), [c for c in changes]
-        )
+        deleted = removals + stale_rows
+        self.store.write(upserts, deleted)
+        # The AOR's rows after the write, in row order (what ORDER BY id would return): an
+        # updated row keeps its place, a deleted one goes, a new one comes last.
+        after = dict(by_contact)
+        for b in deleted:
+            after.pop(b.contact, None)
+        for b in upserts:
+            after[b.contact] = b
+        return RegisterResult(200, "OK", self._contact_headers(after.values(), now), changes)
 
     @staticmethod
     def _q(text: str | None) -> float:
@@ -416,14 +476,25 @@ class Registrar:
             raise _Reject(400, "Malformed q-value")
         return q
 
-    @staticmethod
-    def _date(now: float) -> list[tuple[str, str]]:
-        return [("Date", email.utils.formatdate(now, usegmt=True))]
+    def _date(self, now: float) -> list[tuple[str, str]]:
+        """The Date header; formatted once per second, not once per 200."""
+        second = int(now)
+        if second != self._date_second:
+            self._date_value = email.utils.formatdate(second, usegmt=True)
+            self._date_second = second
+        return [("Date", self._date_value)]
 
-    def _contact_headers(self, id_id: int, aor: str, now: float) -> list[tuple[str, str]]:
+    def _contact_headers(self, bindings: Iterable[Binding], now: float) -> list[tuple[str, str]]:
         out = self._date(now)
-        for b in self.store.bindings_of(id_id, aor):
+        for b in bindings:
             if b.expires_at > now:
                 q = f";q={b.q:g}" if b.q != 1.0 else ""
                 out.append(("Contact", f"<{b.contact}>;expires={b.expires_in(now)}{q}"))
         return out
+
+
+def _parse_or_none(text: str) -> Uri | None:
+    try:
+        return parse_uri(text)
+    except SipParseError:
+        return None

@@ -9,7 +9,7 @@ dates they existed.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -32,7 +32,7 @@ from outbound_pro.accounts.models import (
     Trunk,
     UsageUnit,
 )
-from outbound_pro.store.db import Database
+from outbound_pro.store.db import ChangeWatch, Database
 
 _json = msgspec.json.Encoder()
 _policy_decoder = msgspec.json.Decoder(AffiliationPolicy)
@@ -64,6 +64,77 @@ _CONTRACT_COLUMNS = {
     "admin_url",
 }
 _ID_COLUMNS = {"status", "display_name", "affiliation_id", "removed_at"}
+
+
+class SipLogin(NamedTuple):
+    """A user ID as digest authentication of a REGISTER needs it: one row, statuses as text.
+
+    A tuple rather than `IdSecrets`: it is built for every authenticated REGISTER, straight
+    from the row sqlite3 returns, and carries the contract's status so no second query is made.
+    """
+
+    id: int
+    contract_id: int
+    contract_status: str
+    status: str
+    removed: int  # 1 for a removed (revoked) ID, else 0
+    ha1_md5: str | None
+    ha1_sha256: str | None
+
+
+# Live user IDs: `contracts.domain` is UNIQUE and `ids_login` covers (contract_id, login) where
+# removed_at IS NULL, so this is two index probes.
+_LIVE_LOGIN = (
+    "SELECT i.id, i.contract_id, c.status, i.status, 0, i.ha1_md5, i.ha1_sha256"
+    " FROM contracts c JOIN ids i ON i.contract_id = c.id"
+    " WHERE c.domain = ? AND i.login = ? AND i.role = 'user' AND i.removed_at IS NULL"
+)
+# Removed (revoked) user IDs, oldest first so the newest one of a login wins in the map.
+_REMOVED_LOGINS = (
+    "SELECT c.domain, i.login, i.id, i.contract_id, c.status, i.status, 1, i.ha1_md5,"
+    " i.ha1_sha256 FROM ids i JOIN contracts c ON c.id = i.contract_id"
+    " WHERE i.role = 'user' AND i.removed_at IS NOT NULL ORDER BY i.id"
+)
+
+
+class SipLogins:
+    """Finds the user ID a REGISTER's digest names: the live one, else its newest removed one.
+
+    Same answer as `AccountsStore.sip_secrets`, without its cost: that query cannot use the
+    login index (the index covers live IDs only), so it walks every user of the contract on
+    every REGISTER. Here live IDs come from one indexed query per call, never cached, so a
+    suspension or revocation counts on the very next REGISTER. Removed IDs, which no index
+    reaches by login, are held in memory: a phone still using a revoked ID's password must get
+    403 rather than a challenge it can never pass, and an unknown login must cost the same as
+    a known one (a per-login scan would let `svwar` tell them apart by timing). That map is
+    reloaded whenever `ChangeWatch` says the database changed under it (another process's
+    commit, or a write on this connection that the owner did not `absorb`).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.watch = ChangeWatch(db)
+        self._removed: dict[tuple[str, str], SipLogin] = {}
+
+    def find(self, domain: str, login: str) -> SipLogin | None:
+        """*domain* lower-cased, as contracts store it."""
+        conn = self.db.conn
+        if self.watch.changed():
+            self._removed = {
+                (row[0], row[1]): SipLogin._make(row[2:]) for row in conn.execute(_REMOVED_LOGINS)
+            }
+        row = conn.execute(_LIVE_LOGIN, (domain, login)).fetchone()
+        if row is not None:
+            return SipLogin._make(row)
+        return self._removed.get((domain, login))
+
+    def owns_number(self, id_id: int, e164: str) -> bool:
+        """Whether *e164* is bound to the ID now (an AOR may be one of its numbers)."""
+        row = self.db.conn.execute(
+            "SELECT 1 FROM numbers WHERE e164 = ? AND id_id = ? AND removed_at IS NULL",
+            (e164, id_id),
+        ).fetchone()
+        return row is not None
 
 
 class AccountsStore:

@@ -90,6 +90,19 @@ class Database:
     def close(self) -> None:
         self.conn.close()
 
+    # -- change detection -----------------------------------------------------------------
+
+    def change_mark(self) -> tuple[int, int]:
+        """A value that differs whenever the data may have changed since it was last taken.
+
+        ``PRAGMA data_version`` changes when *another* connection (the CLI, a second process)
+        commits; ``total_changes`` counts this connection's own inserts, updates and deletes.
+        Together they cover every writer, for about a microsecond, so an in-memory cache can
+        check it on every use instead of expiring on a timer (see `ChangeWatch`).
+        """
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), self.conn.total_changes
+
     # -- schema ---------------------------------------------------------------------------
 
     def schema_versions(self) -> dict[str, int]:
@@ -129,6 +142,33 @@ class Database:
             current[m.component] = m.version
             applied.append(m)
         return applied
+
+
+class ChangeWatch:
+    """Tells a cache whether the database may have changed since it last looked.
+
+    The owner calls `changed` before trusting its cache (a revocation committed by the CLI a
+    moment ago must count at once) and `absorb` right after its own writes, so that writes it
+    knows about (a REGISTER's binding row) do not empty a cache they cannot affect. Both run on
+    the connection's one thread; nothing else can write between a `changed` and the owner's
+    write that follows it in the same call, which is what makes `absorb` safe.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._seen: tuple[int, int] | None = None
+
+    def changed(self) -> bool:
+        mark = self.db.change_mark()
+        if mark == self._seen:
+            return False
+        self._seen = mark
+        return True
+
+    def absorb(self) -> None:
+        """Count this connection's writes made since `changed` as seen."""
+        if self._seen is not None:
+            self._seen = (self._seen[0], self.db.conn.total_changes)
 
 
 def open_database(path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
