@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.peers.sipp import SCENARIOS, SippResult
+from tests.peers.sipp import SCENARIOS, SippResult, trace_args
 
 TRUNK_IP = "127.0.0.2"
 BOOTH_IP = "127.0.0.1"
@@ -88,21 +88,7 @@ def start_sipp(
         str(rate),
         "-timeout",
         f"{timeout}s",
-        "-timeout_error",
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(work / "stats.csv"),
-        "-fd",
-        "1",
-        "-trace_screen",
-        "-screen_file",
-        str(work / "screen.log"),
-        "-trace_msg",
-        "-message_file",
-        str(work / "messages.log"),
-        "-buff_size",
-        "4194304",
+        *trace_args(work),
         *extra,
     ]
     keys = {"rtp_port": str(free_port()), **(keys or {})}

@@ -34,6 +34,29 @@ class SippResult:
         return self.count("FailedCall(C)")
 
 
+def trace_args(work: Path) -> list[str]:
+    """SIPp options every test run shares: fail on timeout, no stdin, and the statistics,
+    screen and message traces in *work* (stats.csv, screen.log, messages.log) the assertions
+    read; a 4 MiB socket buffer so SIPp, not the server, is never the one dropping replies."""
+    return [
+        "-timeout_error",
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(work / "stats.csv"),
+        "-fd",
+        "1",
+        "-trace_screen",
+        "-screen_file",
+        str(work / "screen.log"),
+        "-trace_msg",
+        "-message_file",
+        str(work / "messages.log"),
+        "-buff_size",
+        "4194304",
+    ]
+
+
 def run_sipp(
     tmp: Path,
     scenario: str,
@@ -70,21 +93,7 @@ def run_sipp(
         str(rate),
         "-timeout",
         f"{timeout}s",
-        "-timeout_error",
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat_file),
-        "-fd",
-        "1",
-        "-trace_screen",
-        "-screen_file",
-        str(work / "screen.log"),
-        "-trace_msg",
-        "-message_file",
-        str(work / "messages.log"),
-        "-buff_size",
-        "4194304",
+        *trace_args(work),
         *extra,
     ]
     proc = subprocess.run(args, cwd=work, capture_output=True, timeout=timeout + 30)
