@@ -519,3 +519,22 @@ def test_parse_uri_shares_equal_parses_but_never_errors():
     for _ in range(2):
         with pytest.raises(SipParseError):
             parse_uri("sip:alice@")
+
+
+def test_error_response_to_a_bad_request_carries_a_stable_to_tag() -> None:
+    """§8.2.6.2: the 400 for a malformed request needs a To tag, the same on a retransmission."""
+    bad = (
+        b"OPTIONS sip:x@127.0.0.1 SIP/2.0 trailing\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bad\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: bad-1\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    responses = []
+    for _ in range(2):
+        with pytest.raises(SipParseError) as info:
+            parse_message(bad)
+        response = info.value.response()
+        assert response is not None and response.status == 400
+        responses.append(response)
+    assert responses[0].to_tag
+    assert responses[0].to_tag == responses[1].to_tag

@@ -204,8 +204,7 @@ class B2bua:
         return txn
 
     def send_ack(self, request: Request, destination: Destination) -> None:
-        # An ACK for a 2xx has no transaction (§17.1.1.3), so it goes straight to the transport.
-        self.stack._send_to(destination, request.to_bytes())
+        self.stack.send_stateless(request, destination)
 
     def respond(self, txn: ServerTransaction, response: Response) -> None:
         try:

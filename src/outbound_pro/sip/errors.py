@@ -46,6 +46,8 @@ class SipParseError(Exception):
             return None
         if not partial.headers.get_all("via"):
             return None
-        from outbound_pro.sip.message import make_response
+        from outbound_pro.sip.message import make_response, stateless_tag
 
-        return make_response(partial, self.status, self.reason)
+        # §8.2.6.2: a response needs a To tag; derived from the request, so a retransmission of
+        # the same bad request is answered identically.
+        return make_response(partial, self.status, self.reason, to_tag=stateless_tag(partial))

@@ -378,7 +378,28 @@ def format_params(params: Mapping[str, str | None]) -> str:
 # Via
 
 
-class Via:
+class _TextValue:
+    """Header values that are equal when their serialised text is equal.
+
+    Comparing text rather than fields keeps equality exactly as strict as the wire form
+    (parameter order and case included), which is what transaction matching needs.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class Via(_TextValue):
     """One Via value: ``SIP/2.0/UDP host:port;branch=...;received=...;rport=...``."""
 
     __slots__ = ("_param_text", "_params", "_raw", "host", "port", "protocol", "transport")
@@ -482,17 +503,6 @@ class Via:
             )
         return self._raw
 
-    def __repr__(self) -> str:
-        return f"Via({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Via):
-            return NotImplemented
-        return str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
-
 
 def parse_via(text: str, what: str = "Via") -> Via:
     """One Via value.  The usual shape is handled in one regex and a short loop (this is the
@@ -587,7 +597,7 @@ def parse_vias(values: Iterable[str]) -> list[Via]:
 # name-addr / addr-spec (From, To, Contact, Route, Record-Route, Reply-To, ...)
 
 
-class NameAddr:
+class NameAddr(_TextValue):
     """``[display-name] <uri>;params`` or ``uri;params``; the URI is parsed on first use.
 
     Deferring the URI keeps From/To tag reads cheap.  When the URI is finally read and is
@@ -666,17 +676,6 @@ class NameAddr:
                 display = (self.display_name if plain else quote(self.display_name)) + " "
             self._raw = f"{display}<{self.uri_text}>{format_params(self.params)}"
         return self._raw
-
-    def __repr__(self) -> str:
-        return f"NameAddr({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NameAddr):
-            return NotImplemented
-        return str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
 
 
 def parse_name_addr(text: str, what: str) -> NameAddr:

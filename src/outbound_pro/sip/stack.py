@@ -12,8 +12,8 @@ response when one can be addressed, otherwise it is dropped and counted.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -88,9 +88,11 @@ class TransactionUser(Protocol):
 
 
 def _is_ip(host: str) -> bool:
+    """True for an IPv4/IPv6 literal. ``inet_pton`` is C; ``ipaddress`` cost ~2 µs per response."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
+        socket.inet_pton(family, host)
+    except OSError:
         return False
     return True
 
@@ -319,6 +321,11 @@ class SipStack:
 
     def respond(self, transaction: ServerTransaction, response: Response) -> None:
         self._run(self.layer.send_response(transaction, response, self.clock()))
+
+    def send_stateless(self, request: Request, destination: Destination) -> None:
+        """Send a request that has no transaction: the ACK for a 2xx (§17.1.1.3, §13.2.2.4)."""
+        self._sent.inc()
+        self._send_to(destination, request.to_bytes())
 
     def respond_stateless(self, response: Response, source: Source) -> None:
         """Answer a request that has no server transaction (the 2xx-ACK has none to answer)."""

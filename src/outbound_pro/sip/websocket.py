@@ -9,7 +9,7 @@ Each socket becomes a :class:`WebSocketConnection` that quacks like a
 :class:`~outbound_pro.sip.transport.StreamConnection` (``kind``, ``peer``, ``reliable``,
 ``send``, ``close``) and sits in the stack's ``ConnectionTable`` under ``("ws"|"wss", peer)``.
 The registrar stores the binding with that transport and the socket's peer address, so a later
-request to the booth (an INVITE from the B2BUA) is sent by ``SipStack._send_to`` over the very
+request to the booth (an INVITE from the B2BUA) is sent by the ``SipStack`` over the very
 socket the browser registered on — the only way to reach it (RFC 7118 §5.2: the ``.invalid``
 Via/Contact host of a browser cannot be resolved).
 
