@@ -11,6 +11,7 @@ import math
 import struct
 import wave
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -47,28 +48,47 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
         stop_server(srv)
 
 
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    tone = write_tone(tmp_path / "browser-tone.wav", BROWSER_TONE_HZ)
+def chromium_args(tone: Path | None) -> list[str]:
+    """Headless flags from PEERS.md; with *tone*, a fake microphone the page may use at once.
+
+    Without *tone* the browser has no microphone grant: permission prompts are denied, as a
+    user who clicked "Block" would.
+    """
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-device-for-media-stream",
+    ]
+    if tone is None:
+        return [*args, "--deny-permission-prompts"]
+    return [*args, "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={tone}"]
+
+
+@asynccontextmanager
+async def launched(tone: Path | None) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={tone}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
+            executable_path=CHROMIUM, headless=True, args=chromium_args(tone)
         )
         try:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with launched(write_tone(tmp_path / "browser-tone.wav", BROWSER_TONE_HZ)) as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def browser_without_microphone() -> AsyncIterator[Browser]:
+    async with launched(None) as chromium:
+        yield chromium

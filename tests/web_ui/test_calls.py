@@ -371,3 +371,25 @@ async def test_carrier_call_rings_the_web_phone_and_is_answered_in_the_page(
         media.stop()
         assert carrier.transport is not None
         carrier.transport.close()
+
+
+async def test_refused_microphone_explains_itself_and_places_no_call(
+    browser_without_microphone: Browser, call_server: CallServer
+) -> None:
+    """A blocked microphone: the agent is told how to allow it, and no INVITE leaves."""
+    carrier, media = await open_carrier(call_server.trunk_port)
+    page = await agent_page(browser_without_microphone, call_server)
+    try:
+        await page.fill("#number", "03-6666-7777")
+        await page.click("#call")
+        notice = page.locator("#banner [data-key]")
+        await expect(notice).to_have_attribute("data-key", "mic_denied", timeout=15000)
+        await expect(notice).to_have_attribute("role", "alert")
+        await expect(notice).to_contain_text("マイク")
+        assert await page.locator("#call-state").get_attribute("data-status") != "calling"
+        assert carrier.invites.empty()
+    finally:
+        await page.context.close()
+        media.stop()
+        assert carrier.transport is not None
+        carrier.transport.close()
