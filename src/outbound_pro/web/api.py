@@ -267,6 +267,15 @@ async def _body(request: web.Request, kind: type[T]) -> T:
     return msgspec.json.decode(raw or b"{}", type=kind)
 
 
+def _given(patch: msgspec.Struct) -> dict[str, Any]:
+    """The fields a PATCH body set, so that an absent field and an explicit null differ."""
+    return {
+        name: value
+        for name in patch.__struct_fields__
+        if (value := getattr(patch, name)) is not UNSET
+    }
+
+
 def _int(request: web.Request, name: str) -> int:
     value = request.match_info[name]
     if not value.isdigit() or len(value) > 18:
@@ -600,14 +609,7 @@ class Api:
     async def patch_user(self, request: web.Request, ctx: Ctx | None) -> web.StreamResponse:
         assert ctx is not None
         body = await _body(request, UserPatch)
-        kwargs: dict[str, Any] = {}
-        if body.display_name is not UNSET:
-            kwargs["display_name"] = body.display_name
-        if body.affiliation_id is not UNSET:
-            kwargs["affiliation_id"] = body.affiliation_id
-        if body.status is not UNSET:
-            kwargs["status"] = body.status
-        return _json(self.accounts.update_user(ctx.actor, _int(request, "id"), **kwargs))
+        return _json(self.accounts.update_user(ctx.actor, _int(request, "id"), **_given(body)))
 
     async def revoke_user(self, request: web.Request, ctx: Ctx | None) -> web.StreamResponse:
         assert ctx is not None
@@ -700,12 +702,7 @@ class Api:
         assert ctx is not None
         body = await _body(request, AffiliationPatch)
         return _json(
-            self.accounts.update_affiliation(
-                ctx.actor,
-                _int(request, "id"),
-                name=None if body.name is UNSET else body.name,
-                policy=None if body.policy is UNSET else body.policy,
-            )
+            self.accounts.update_affiliation(ctx.actor, _int(request, "id"), **_given(body))
         )
 
     async def delete_affiliation(self, request: web.Request, ctx: Ctx | None) -> web.StreamResponse:
@@ -741,14 +738,7 @@ class Api:
     async def patch_device(self, request: web.Request, ctx: Ctx | None) -> web.StreamResponse:
         assert ctx is not None
         body = await _body(request, DevicePatch)
-        kwargs: dict[str, Any] = {}
-        if body.name is not UNSET:
-            kwargs["name"] = body.name
-        if body.affiliation_id is not UNSET:
-            kwargs["affiliation_id"] = body.affiliation_id
-        if body.note is not UNSET:
-            kwargs["note"] = body.note
-        return _json(self.accounts.update_device(ctx.actor, _int(request, "id"), **kwargs))
+        return _json(self.accounts.update_device(ctx.actor, _int(request, "id"), **_given(body)))
 
     async def delete_device(self, request: web.Request, ctx: Ctx | None) -> web.StreamResponse:
         assert ctx is not None
