@@ -9,7 +9,7 @@ PEER_BINARIES := sipp baresip svwar chromium
 
 .PHONY: run test lint bench peers clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/outbound_pro/rtp/_fastpath.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -16,10 +16,12 @@ For each N the relay opens N sessions, the streams run ``--warmup`` seconds, the
 ``--duration`` window is measured: packets sent in the window, received (lost = sent -
 received), received later than 50 ms, latency p50/p99, and the relay process's CPU time
 (``resource.getrusage``, all threads: relay loop and recorder executor) per relayed packet and
-per call. Then every session closes (recordings finish: SHA-256 and all) before the next N.
+per call. Then every session closes (recordings finish: SHA-256 and all) before the next N;
+``open`` and ``close`` are the wall time per session of opening (with ``set_remote`` and the
+recorder fork) and closing them, which bounds the call setup rate.
 
     .venv/bin/python benchmarks/media.py                     # 100, 200, 400, 500, 800 calls
-    .venv/bin/python benchmarks/media.py --calls 800 --io protocol --no-record
+    .venv/bin/python benchmarks/media.py --calls 800 --no-record
     .venv/bin/python benchmarks/media.py --calls 800 --profile relay.prof
 """
 
@@ -200,6 +202,7 @@ async def run_step(
     waited = await wait_quiet(args.ours) if args.wait_quiet else 0.0
     pool = RecorderPool()
     sessions = []
+    opening = time.monotonic()
     for c in range(calls):
         session = await engine.open_session(f"bench-{calls}-{c}")
         session.set_remote("a", "127.0.0.1", peer_ports[(2 * c) % len(peer_ports)])
@@ -207,6 +210,7 @@ async def run_step(
         if not args.no_record:
             session.fork(pool.recorder(outdir / f"{calls}-{c}.wav", fsync_interval=args.fsync))
         sessions.append(session)
+    open_time = time.monotonic() - opening
     targets = []
     for c, session in enumerate(sessions):
         targets.append(((2 * c) % len(peer_ports), session.leg_a.local_port))
@@ -260,7 +264,8 @@ async def run_step(
         "send_errors": send_errors,
         "rec_errors": sum(1 for r in recorded if r.error),
         "rec_late": sum(r.late_packets for r in recorded),
-        "close_s": close_time,
+        "open_us": 1e6 * open_time / calls,
+        "close_us": 1e6 * close_time / calls,
         "waited_s": waited,
     }
 
@@ -345,7 +350,8 @@ COLUMNS = [
     ("ms_per_call_s", "ms/call", 8, ".3f"),
     ("other_pct", "other%", 6, ".1f"),
     ("rec_late", "rlate", 6, "d"),
-    ("close_s", "close", 6, ".2f"),
+    ("open_us", "open", 6, ".0f"),
+    ("close_us", "close", 6, ".0f"),
     ("waited_s", "quiet", 6, ".0f"),
 ]
 
@@ -362,7 +368,6 @@ async def relay_main(
             host="127.0.0.1",
             port_min=args.port_min,
             port_max=args.port_min + 9999,
-            io=args.io,
             poll_interval=args.poll,
         )
     )
@@ -404,15 +409,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument(
-        "--io", choices=["epoll", "connected", "reader", "protocol"], default="epoll"
-    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
         "--poll",
         type=float,
         default=RelayConfig().poll_interval,
-        help="RelayConfig.poll_interval (io=epoll), s; 0 wakes the loop per datagram",
+        help="RelayConfig.poll_interval, s; 0 wakes the loop per datagram",
     )
     parser.add_argument(
         "--fsync",
@@ -466,7 +468,7 @@ def main() -> None:
     relay_cpu = _pin(0)
     print(f"# media benchmark: {machine()}")
     print(
-        f"# relay io={args.io} poll={args.poll} record={not args.no_record} cpu={relay_cpu};"
+        f"# relay poll={args.poll} record={not args.no_record} cpu={relay_cpu};"
         f" generator+sink cpu={other if ncpu > 1 else '-'};"
         f" {args.warmup:.0f} s warm-up, {args.duration:.0f} s window"
     )

@@ -158,7 +158,7 @@ class Server:
         b2, rtp, sip = self.config.b2bua, self.config.rtp, self.config.sip
         public = b2.public_host or (sip.host if sip.host not in ("0.0.0.0", "::") else "127.0.0.1")
         relay = RelayEngine(
-            RelayConfig(host=rtp.host, port_min=rtp.port_min, port_max=rtp.port_max, io=rtp.io)  # type: ignore[arg-type]
+            RelayConfig(host=rtp.host, port_min=rtp.port_min, port_max=rtp.port_max)
         )
         recordings = (
             Path(b2.recordings_dir) if b2.recordings_dir else self.config.data_path / "recordings"

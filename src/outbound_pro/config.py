@@ -59,7 +59,6 @@ class RtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     public_host: str = ""  # written in SDP; empty: the SIP public host
     port_min: int = 20000
     port_max: int = 29999
-    io: str = "epoll"
 
 
 class B2buaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -225,7 +225,7 @@ async def test_a_write_error_stops_the_recording_not_the_caller(tmp_path: Path) 
 
 async def test_relay_fork_records_booth_left_far_end_right(tmp_path: Path) -> None:
     """Two real UDP peers send tones through the relay in real time; check the WAV by FFT."""
-    engine = RelayEngine(relay_config("epoll"))
+    engine = RelayEngine(relay_config())
     a, b = await Peer.open(), await Peer.open()
     s = await engine.open_session("rec-1")
     s.set_remote("a", "127.0.0.1", a.port)

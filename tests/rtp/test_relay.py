@@ -1,4 +1,4 @@
-"""The relay over real UDP sockets on loopback, in each of its I/O styles."""
+"""The relay over real UDP sockets on loopback, served by a timer and woken by datagrams."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from outbound_pro.rtp.packet import ReceiverReport, ReportBlock, RtpPacket, Tele
 from outbound_pro.rtp.relay import Latch, RelayConfig, RelayEngine, RelayError, SessionStats
 from tests.rtp.util import Peer, free_port_range, relay_config, wait_until
 
-IO_STYLES = ["epoll", "epoll-poll", "connected", "reader", "protocol"]
+POLL_INTERVALS = [0.001, 0.0]  # the default timer, and a wake-up per datagram
 
 
 def rtp(
@@ -35,9 +35,9 @@ def rtp(
     ).serialize()
 
 
-@pytest.fixture(params=IO_STYLES)
+@pytest.fixture(params=POLL_INTERVALS)
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[RelayEngine]:
-    eng = RelayEngine(relay_config(request.param))
+    eng = RelayEngine(relay_config(poll_interval=request.param))
     yield eng
     await eng.close()
 
@@ -248,7 +248,7 @@ def test_config_refuses_a_bad_range() -> None:
 def test_relay_on_uvloop() -> None:
     async def scenario() -> SessionStats:
         assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-        engine = RelayEngine(relay_config("connected"))
+        engine = RelayEngine(relay_config())
         a, b = await Peer.open(), await Peer.open()
         s = await engine.open_session("uv")
         s.set_remote("a", "127.0.0.1", a.port)

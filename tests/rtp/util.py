@@ -35,12 +35,10 @@ def free_port_range(count: int = 64) -> tuple[int, int]:
     raise RuntimeError("no free UDP port range")
 
 
-def relay_config(io: str = "epoll", count: int = 64, **kw: Any) -> RelayConfig:
-    """A config on a free range; ``io="epoll-poll"`` is epoll served by a 1 ms timer."""
+def relay_config(count: int = 64, **kw: Any) -> RelayConfig:
+    """A relay config on a free range of ``count`` ports on 127.0.0.1."""
     low, high = free_port_range(count)
-    if io == "epoll-poll":
-        io, kw["poll_interval"] = "epoll", 0.001
-    return RelayConfig(host="127.0.0.1", port_min=low, port_max=high, io=io, **kw)  # type: ignore[arg-type]
+    return RelayConfig(host="127.0.0.1", port_min=low, port_max=high, **kw)
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:

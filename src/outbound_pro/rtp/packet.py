@@ -11,10 +11,11 @@ Two layers:
   :class:`RtcpOther`, :class:`TelephoneEvent`) that parse and serialise whole packets. They
   allocate, so they are for tests, tools and the low-rate RTCP path, not for every RTP packet.
 * Estimators (:class:`SequenceTracker` — RFC 3550 A.1/A.3, :class:`StreamAnalyzer` — per
-  stream loss and A.8 jitter over many SSRCs). The analyzer is fed *batches* of raw datagrams
-  with their arrival times, which is how the relay hands them over (see ``rtp/relay.py``): the
-  per-packet relay callback only appends to a list, and the arithmetic runs later in one tight
-  loop with locals instead of attribute look-ups.
+  stream loss and A.8 jitter over many SSRCs). The analyzer takes raw datagrams with their
+  arrival times. Its common case (the next packet of the current stream) is a short branch on
+  a copy of the current source's state, and that copy can be *lent* (:meth:`StreamAnalyzer.lend`,
+  :meth:`StreamAnalyzer.settle`): the relay's C fast path (``rtp/_fastpath.c``) runs the same
+  branch on it and hands every other datagram back to :meth:`StreamAnalyzer.packet`.
 """
 
 from __future__ import annotations
@@ -544,6 +545,11 @@ class RtcpStats(msgspec.Struct, kw_only=True):
     sender_octet_count: int = 0
 
 
+#: :meth:`StreamAnalyzer.lend`'s state: payload type, next sequence number, SSRC, max_seq,
+#: cycles, received, jitter, max_jitter, last arrival, last timestamp, clock rate.
+FastState = tuple[int, int, int, int, int, int, float, float, float, int, int]
+
+
 class _Source:
     __slots__ = ("event_ts", "jitter", "seq")
 
@@ -656,6 +662,54 @@ class StreamAnalyzer:
         self._sync()
         self._account(data, arrival)
         self._load()
+
+    def lend(self) -> FastState:
+        """Hand the in-order branch of :meth:`packet` to another implementation of it.
+
+        Returns the fast-path state (payload type, next sequence number, SSRC, then the
+        sequence and jitter fields of the current source, see :data:`FastState`); payload type
+        -1 means the next datagram must come to :meth:`packet`. Until :meth:`settle` the
+        borrower owns that state: :meth:`packet` and :meth:`stats` must not run before the
+        state comes back (they would work from a stale copy), which is why the relay settles,
+        accounts and lends again for every datagram its C path does not take.
+        """
+        self._sync()
+        state = (
+            self._pt,
+            self._next_seq,
+            self._current_ssrc,
+            self._max_seq,
+            self._cycles,
+            self._received,
+            self._jitter,
+            self._max_jitter,
+            self._last_arrival,
+            self._last_ts,
+            self._rate,
+        )
+        self._pt = -1
+        return state
+
+    def settle(self, packets: int, octets: int, state: FastState) -> None:
+        """Take back lent state, with the packets and bytes the borrower accounted on it."""
+        self.packets += packets
+        self.bytes += octets
+        if state[0] < 0:
+            return
+        (
+            self._pt,
+            self._next_seq,
+            _ssrc,
+            self._max_seq,
+            self._cycles,
+            self._received,
+            self._jitter,
+            self._max_jitter,
+            self._last_arrival,
+            self._last_ts,
+            self._rate,
+        ) = state
+        self._fast = True
 
     def feed(self, packets: Sequence[bytes], arrivals: Sequence[float]) -> None:
         """Account a batch of datagrams in arrival order, with their arrival times."""

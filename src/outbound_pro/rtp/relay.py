@@ -20,8 +20,8 @@ Media behaviour:
 
 * Ports: per leg an even RTP port and RTP+1 for RTCP, from ``[port_min, port_max]``, taken
   round-robin so a port is not reused while stray packets of the previous call may still come.
-  Relays running as the same user (worker processes) must get disjoint ranges: the
-  ``"epoll"``/``"connected"`` styles bind with ``SO_REUSEPORT`` (see below).
+  Relays running as the same user (worker processes) must get disjoint ranges: RTP ports are
+  bound with ``SO_REUSEPORT`` (see below).
 * Symmetric RTP with latching: a leg starts unlatched; the first packet whose source IP is the
   SDP host (any port: NAT rewrites ports) fixes the peer address, and packets towards the peer
   go to that address from then on (before it, to the SDP address). With
@@ -32,54 +32,55 @@ Media behaviour:
 * The relay is transparent: it never rewrites RTP, so SSRC changes, sequence wraps, RFC 4733
   events, G.722 and Opus pass through untouched. Statistics and recording handle those.
 
-The hot path (``Leg.on_connected_readable``). Once a leg has latched, a second socket bound to
-the same port with ``SO_REUSEPORT`` is ``connect()``-ed to the peer: the kernel then delivers
-the peer's datagrams to it (a connected socket wins the lookup) and everything else to the
-unconnected socket, whose slow path counts and drops strangers. So a datagram from the peer
-costs one ``recv`` (no source address tuple to build or compare), one ``send`` through a bound
-method that leg A holds to leg B's connected socket (no address to parse, the route is cached:
-no dict, no attribute chain), one ``time.monotonic()`` and two calls into sans-I/O code while
-the datagram is still in cache: ``StreamAnalyzer.packet`` (RFC 3550 loss and jitter) and, when
-recording, the recorder's tap (``media.recorder``), each a short fast path. No logging, no
-allocation of our own (the recording tap copies the payload into its buffer).
+Where the work happens. Python (this module) decides; C (``rtp/_fastpath.c``) moves datagrams.
+Every socket is in one epoll set owned by ``_fastpath.Core`` (:class:`EpollMux` drives it from
+the loop). A leg's unconnected RTP socket and its RTCP socket have Python readers: they latch,
+count strangers and relay RTCP — a handful of datagrams per call. Once a leg has latched, a
+second socket bound to the same port with ``SO_REUSEPORT`` is ``connect()``-ed to the peer:
+the kernel then delivers the peer's datagrams to it (a connected socket wins the lookup) and
+everything else to the unconnected socket. The connected socket is attached to the leg's
+``_fastpath.Leg``, and from then on a datagram from the peer never reaches Python: one
+``recv``, one ``send`` on the other leg's connected socket, the in-order branch of
+``StreamAnalyzer.packet`` on state the analyzer lent to C, and, when the call is recorded, a
+copy of (arrival, datagram) into a per-leg buffer. Datagrams outside that branch (a new SSRC,
+loss, an RFC 4733 event, RTCP-mux, anything malformed) are still relayed by C and then handed
+to :meth:`Leg._on_slow`, which runs the analyzer's general path: statistics are exactly the
+pure-Python analyzer's. The recording buffers go to the recorder in batches
+(``CallRecorder.feed``), each recorded session about every ``_FEED_PERIOD`` seconds, a slice
+of them every tick so no tick carries them all.
 
-I/O styles, chosen by ``RelayConfig.io`` and all measured by ``benchmarks/media.py`` (figures
-in ``benchmarks/README.md``):
-
-* ``"epoll"`` (the default): every relay socket in one epoll set (:class:`EpollMux`) served
-  by a 1 ms timer (``poll_interval``), so one loop callback serves every ready socket and no
-  datagram wakes the loop; ``poll_interval=0`` makes the set a loop reader instead, woken by
-  datagrams;
-* ``"connected"``: the same sockets, each with its own ``loop.add_reader``;
-* ``"reader"``: unconnected sockets, ``recvfrom``/``sendto`` and a source-address compare;
-* ``"protocol"``: asyncio's ``DatagramProtocol`` (uvloop/libuv then reads until EAGAIN).
-
-All read exactly one datagram per readiness: with about 50 packets a second per socket a
-wake-up nearly always finds one, so draining until EAGAIN only adds a failing ``recvmsg``.
+``poll_interval`` > 0 (1 ms by default): nothing wakes the loop for media; a timer serves the
+epoll set every ``poll_interval`` seconds, as many rounds as it takes to empty it (up to a
+bound, so signalling still gets its turn). A wake-up per datagram is the single largest cost
+at light load on a VM (an interrupt, a VM exit), so this trades up to ``poll_interval`` of
+added latency for CPU. ``poll_interval`` 0: the epoll set is a reader of the loop, woken by
+datagrams. Either way one datagram per socket per round: with about 50 packets a second per
+socket a round nearly always finds one, so draining until EAGAIN only adds a failing ``recv``.
+Figures: ``benchmarks/README.md``, "## Media".
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
-import functools
 import ipaddress
 import logging
-import select
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
 
 from outbound_pro.media.recorder import RecordingInfo
+from outbound_pro.rtp import _fastpath
 from outbound_pro.rtp.packet import RtcpStats, StreamAnalyzer, StreamStats
 
 log = logging.getLogger("outbound_pro.rtp.relay")
 _monotonic = time.monotonic
-_RECV_SIZE = 2048
+_RECV_SIZE = _fastpath.RECV_SIZE
+_FEED_PERIOD = 0.1
+_FEED_SLOTS = 10
 
 
 class Latch(enum.StrEnum):
@@ -90,16 +91,14 @@ class Latch(enum.StrEnum):
 
 
 class RelayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Where relay ports come from and how the relay reads them.
+    """Where relay ports come from and how often the relay serves its sockets.
 
-    ``io`` and ``poll_interval`` (``io="epoll"`` only; 0 = wake per datagram) are measured
-    choices, see the module docstring and ``benchmarks/README.md``; Linux only for "epoll".
+    ``poll_interval``: see the module docstring (0 = wake per datagram).
     """
 
     host: str = "0.0.0.0"
     port_min: int = 20000
     port_max: int = 29999
-    io: Literal["epoll", "connected", "reader", "protocol"] = "epoll"
     poll_interval: float = 0.001
 
     def __post_init__(self) -> None:
@@ -114,105 +113,78 @@ class RelayError(Exception):
 
 
 class MediaFork(Protocol):
-    """Where ``Session.fork`` sends both directions; ``media.recorder.CallRecorder`` is one."""
+    """Where ``Session.fork`` sends both directions; ``media.recorder.CallRecorder`` is one.
 
-    def tap(self, side: int) -> Callable[[bytes, float], None]: ...
+    ``feed`` gets raw datagrams of one side (0: leg A, 1: leg B) in arrival order, in batches.
+    """
+
+    def feed(self, side: int, packets: Sequence[bytes], arrivals: Sequence[float]) -> None: ...
 
     async def close(self) -> RecordingInfo: ...
 
 
-class Reactor(Protocol):
-    """What a leg registers its sockets with: the event loop itself, or :class:`EpollMux`."""
-
-    def add_reader(self, fd: int, callback: Callable[[], object]) -> None: ...
-
-    def remove_reader(self, fd: int) -> object: ...
-
-
 class EpollMux:
-    """Every relay socket in one epoll set, served by the loop as a whole.
+    """The loop's side of ``_fastpath.Core``: when its epoll set is served.
 
-    With ``loop.add_reader`` per socket, each datagram costs the loop one dispatch (a libuv
-    poll handle, a Handle object, a context switch into Python) and, at low load, one
-    ``epoll_wait``. Here one loop callback runs ``epoll_wait(0)`` and calls the handler of
-    every ready socket from a list indexed by file descriptor (no dict). Still one datagram
-    per socket per readiness: the set is level-triggered, so a socket with more waiting is
-    simply ready again in the next round.
-
-    ``poll_interval`` 0: the epoll set is itself a reader of the loop, so every datagram that
-    finds the loop asleep wakes it. ``poll_interval`` > 0: nothing wakes the loop for media;
-    a timer serves the set every ``poll_interval`` seconds, as many rounds as it takes to
-    empty it (up to a bound, so signalling still gets its turn). A wake-up per datagram is
-    the single largest cost at light load on a VM (an interrupt, a VM exit), so this trades
-    up to ``poll_interval`` of added latency for CPU.
+    ``poll_interval`` > 0: a timer runs ``Core.poll`` every interval while anything is
+    registered, and again at once while the set stays busy; 0: the epoll fd is a loop reader.
     """
 
     _MAX_ROUNDS = 64
 
     def __init__(self, loop: asyncio.AbstractEventLoop, poll_interval: float = 0.0) -> None:
         self._loop = loop
-        self._epoll = select.epoll()
-        self._poll = self._epoll.poll
-        self._handlers: list[Callable[[], object] | None] = []
+        self.core = _fastpath.Core()
         self._interval = poll_interval
-        self._registered = 0
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         if poll_interval <= 0:
-            loop.add_reader(self._epoll.fileno(), self._dispatch)
+            loop.add_reader(self.core.fileno(), self.core.poll, 1)
 
     def add_reader(self, fd: int, callback: Callable[[], object]) -> None:
-        handlers = self._handlers
-        if fd >= len(handlers):
-            handlers.extend([None] * (fd + 1 - len(handlers)))
-        handlers[fd] = callback
-        self._epoll.register(fd, select.EPOLLIN)
-        self._registered += 1
-        if self._interval > 0 and self._timer is None:  # the timer runs only while needed
-            self._timer = self._loop.call_later(self._interval, self._on_tick)
+        self.core.add_reader(fd, callback)
+        self._start()
+
+    def attach(self, leg: _fastpath.Leg, fd: int) -> None:
+        leg.attach(fd)
+        self._start()
 
     def remove_reader(self, fd: int) -> bool:
-        if fd < len(self._handlers):
-            self._handlers[fd] = None
-        try:
-            self._epoll.unregister(fd)
-        except (OSError, ValueError):
-            return False
-        self._registered -= 1
-        if self._registered == 0 and self._timer is not None:
+        removed = self.core.remove_reader(fd)
+        self.stop_if_idle()
+        return removed
+
+    def _start(self) -> None:
+        if self._interval > 0 and self._timer is None:
+            self._timer = self._loop.call_later(self._interval, self._on_tick)
+
+    def stop_if_idle(self) -> None:
+        """Cancel the timer when nothing is registered (legs detach themselves)."""
+        if self._timer is not None and self.core.registered == 0:
             self._timer.cancel()
             self._timer = None
-        return True
-
-    def _dispatch(self) -> bool:
-        """One round: one datagram from every ready socket. False when none was ready."""
-        handlers = self._handlers
-        events = self._poll(0)
-        for fd, _ in events:
-            handler = handlers[fd]
-            if handler is not None:
-                handler()
-        return bool(events)
 
     def _on_tick(self) -> None:
-        dispatch = self._dispatch
-        for _ in range(self._MAX_ROUNDS):
-            if not dispatch():
-                self._timer = self._loop.call_later(self._interval, self._on_tick)
-                return
-        self._timer = self._loop.call_soon(self._on_tick)  # still busy: no sleep
+        if self.core.poll(self._MAX_ROUNDS):
+            self._timer = self._loop.call_soon(self._on_tick)  # still busy: no sleep
+        else:
+            self._timer = self._loop.call_later(self._interval, self._on_tick)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._interval <= 0:
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(self._epoll.fileno())
-        self._epoll.close()
+            self._loop.remove_reader(self.core.fileno())
+        self.core.close()
 
 
 class LegStats(msgspec.Struct, kw_only=True):
-    """One leg of a call as the CDR keeps it. ``rtp`` is what this leg's peer sent us."""
+    """One leg of a call as the CDR keeps it. ``rtp`` is what this leg's peer sent us.
+
+    ``send_errors`` counts datagrams from this leg's peer that could not be sent on;
+    ``receive_errors`` errors reported on this leg's connected socket (an ICMP
+    port-unreachable from its peer).
+    """
 
     local_port: int
     local_rtcp_port: int
@@ -224,6 +196,7 @@ class LegStats(msgspec.Struct, kw_only=True):
     dropped_no_destination: int
     send_errors: int
     last_unexpected_source: str | None
+    receive_errors: int = 0
 
 
 class SessionStats(msgspec.Struct, kw_only=True):
@@ -242,77 +215,53 @@ def _address_text(addr: tuple[Any, ...] | None) -> str | None:
 
 
 class Leg:
-    """One side of a call: an RTP/RTCP socket pair, its peer, and the hot-path callbacks.
+    """One side of a call: an RTP/RTCP socket pair, its peer, and its C half (``fast``).
 
-    ``out_*`` attributes belong to the *sending* side of the hot path: leg A's ``out_send``
-    (or ``out_sendto`` and ``out_addr``) is how a packet received on leg A reaches leg B's
-    peer — leg B's socket method and leg B's peer address, installed by leg B whenever its
-    destination changes (:meth:`_publish_destination`).
+    ``fast`` receives from the connected socket once latched, and sends what this leg's peer
+    sent to the *other* leg's peer: leg B installs where that is (:meth:`_publish_destination`)
+    whenever its destination changes. Its counters are the leg's ``dropped_no_destination``
+    and ``send_errors``.
     """
 
     __slots__ = (
-        "_rtcp_sendto",
-        "_rtp_recvfrom",
         "analyzer",
-        "conn_recv",
         "conn_sock",
-        "connected",
-        "dropped_no_destination",
         "dropped_unexpected_source",
         "expected_host",
         "expected_port",
         "expected_rtcp_port",
+        "fast",
         "host",
-        "io",
         "last_unexpected_source",
         "latch",
         "local_port",
         "local_rtcp_port",
-        "loop",
+        "mux",
         "name",
-        "observe",
         "other",
-        "out_addr",
-        "out_send",
-        "out_sendto",
         "peer",
-        "reactor",
         "rtcp_peer",
         "rtcp_sock",
-        "rtcp_transport",
         "rtp_sock",
-        "rtp_transport",
-        "send_errors",
-        "tap",
     )
 
     def __init__(
         self,
         name: str,
-        loop: asyncio.AbstractEventLoop,
-        reactor: Reactor,
-        io: str,
+        mux: EpollMux,
         host: str,
         rtp_sock: socket.socket,
         rtcp_sock: socket.socket,
         port: int,
     ) -> None:
         self.name = name
-        self.loop = loop
-        self.reactor = reactor
-        self.io = io
-        self.connected = io in ("connected", "epoll")
+        self.mux = mux
         self.host = host
         self.rtp_sock = rtp_sock
         self.rtcp_sock = rtcp_sock
         self.local_port = port
         self.local_rtcp_port = port + 1
         self.conn_sock: socket.socket | None = None
-        self.conn_recv: Callable[[int], bytes] = rtp_sock.recv
-        self.rtp_transport: asyncio.DatagramTransport | None = None
-        self.rtcp_transport: asyncio.DatagramTransport | None = None
-        self._rtp_recvfrom = rtp_sock.recvfrom
-        self._rtcp_sendto: Callable[[bytes, Any], Any] = rtcp_sock.sendto
         self.other: Leg = self
         self.peer: tuple[Any, ...] | None = None
         self.rtcp_peer: tuple[Any, ...] | None = None
@@ -320,126 +269,98 @@ class Leg:
         self.expected_port = 0
         self.expected_rtcp_port = 0
         self.latch = Latch.SDP_HOST
-        self.out_send: Callable[[bytes], Any] = self._no_destination
-        self.out_sendto: Callable[[bytes, Any], Any] = self._no_destination_to
-        self.out_addr: tuple[Any, ...] | None = None
         self.analyzer = StreamAnalyzer()
-        self.observe = self.analyzer.packet
-        self.tap: Callable[[bytes, float], None] | None = None
+        self.fast = _fastpath.Leg(mux.core, self._on_slow)
+        self.fast.put_state(self.analyzer.lend())
         self.dropped_unexpected_source = 0
-        self.dropped_no_destination = 0
-        self.send_errors = 0
         self.last_unexpected_source: tuple[Any, ...] | None = None
 
-    # -- hot paths: one per io style ------------------------------------------------------
+    @property
+    def dropped_no_destination(self) -> int:
+        return self.fast.dropped_no_destination
 
-    def on_connected_readable(self) -> None:
-        """io="connected": the kernel already matched the peer; one ``recv``, one ``send``."""
-        try:
-            data = self.conn_recv(_RECV_SIZE)
-        except OSError:  # ECONNREFUSED from an ICMP error, or a spurious wake-up
-            return
-        try:
-            self.out_send(data)
-        except OSError:
-            self.send_errors += 1
-        now = _monotonic()
-        self.observe(data, now)
-        if self.tap is not None:
-            self.tap(data, now)
+    @property
+    def send_errors(self) -> int:
+        return self.fast.send_errors
 
-    def on_rtp_readable(self) -> None:
-        """io="reader" (and io="connected" before latching): exactly one datagram per wake-up."""
-        try:
-            data, addr = self._rtp_recvfrom(_RECV_SIZE)
-        except OSError:
-            return
-        if addr == self.peer:
-            try:
-                self.out_sendto(data, self.out_addr)
-            except OSError:
-                self.send_errors += 1
-            now = _monotonic()
-            self.observe(data, now)
-            if self.tap is not None:
-                self.tap(data, now)
-        else:
-            self._from_unlatched(data, addr)
+    # -- the Python end of the datagram path ----------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        """io="protocol": the DatagramProtocol callback, same work as ``on_rtp_readable``."""
-        if addr == self.peer:
-            self.out_sendto(data, self.out_addr)
-            now = _monotonic()
-            self.observe(data, now)
-            if self.tap is not None:
-                self.tap(data, now)
-        else:
-            self._from_unlatched(data, addr)
+    def _on_slow(self, data: bytes, arrival: float) -> None:
+        """A datagram (already relayed) outside the analyzer's in-order branch."""
+        analyzer = self.analyzer
+        analyzer.settle(*self.fast.take_state())
+        analyzer.packet(data, arrival)
+        self.fast.put_state(analyzer.lend())
 
-    # -- slow path ------------------------------------------------------------------------
+    def _may_latch(self, addr: tuple[Any, ...]) -> bool:
+        return self.latch is Latch.FIRST_SOURCE or addr[0] == self.expected_host
 
-    def _no_destination(self, data: bytes) -> None:
-        self.dropped_no_destination += 1
-
-    def _no_destination_to(self, data: bytes, addr: object) -> None:
-        self.dropped_no_destination += 1
-
-    def _relay(self, data: bytes) -> None:
-        try:
-            if self.connected:
-                self.out_send(data)
-            else:
-                self.out_sendto(data, self.out_addr)
-        except OSError:
-            self.send_errors += 1
-        now = _monotonic()
-        self.observe(data, now)
-        if self.tap is not None:
-            self.tap(data, now)
-
-    def _from_unlatched(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if addr == self.peer:  # connected io: queued on the catch-all socket before latching
-            self._relay(data)
-            return
-        if self.peer is None and (
-            self.latch is Latch.FIRST_SOURCE or addr[0] == self.expected_host
-        ):
-            self._latch(addr)
-            self._relay(data)
-            return
+    def _stranger(self, addr: tuple[Any, ...]) -> None:
         self.dropped_unexpected_source += 1
         self.last_unexpected_source = addr
 
+    def on_rtp_readable(self) -> None:
+        """The unconnected RTP socket: latching, strangers, and the peer before ``connect``."""
+        try:
+            data, addr = self.rtp_sock.recvfrom(_RECV_SIZE)
+        except OSError:
+            return
+        if addr != self.peer:
+            if self.peer is not None or not self._may_latch(addr):
+                self._stranger(addr)
+                return
+            self._latch(addr)
+        self.fast.forward(data, _monotonic())
+
+    def on_rtcp_readable(self) -> None:
+        """RTCP is a few packets a second: latch, relay to the other leg's peer, parse."""
+        try:
+            data, addr = self.rtcp_sock.recvfrom(_RECV_SIZE)
+        except OSError:
+            return
+        if addr != self.rtcp_peer:
+            if self.rtcp_peer is not None or not self._may_latch(addr):
+                self._stranger(addr)
+                return
+            self.rtcp_peer = addr
+        other = self.other
+        dest = other.rtcp_destination()
+        if dest is not None:
+            try:
+                other.rtcp_sock.sendto(data, dest)
+            except OSError:
+                self.fast.send_errors += 1
+        self.analyzer.feed_rtcp(data)
+
+    # -- latching and destinations --------------------------------------------------------
+
     def _latch(self, addr: tuple[Any, ...]) -> None:
         self.peer = addr
-        if self.connected:
-            # A second socket on our port, connected to the peer: the kernel delivers the
-            # peer's packets to it (a connected socket wins the SO_REUSEPORT lookup), and
-            # everything else keeps arriving on the unconnected one, where it is counted.
-            self._drop_connected()
-            conn = socket.socket(self.rtp_sock.family, socket.SOCK_DGRAM)
-            try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                conn.setblocking(False)
-                conn.bind((self.host, self.local_port))
-                conn.connect(addr)
-            except OSError:
-                # Cannot happen short of fd exhaustion; the unconnected socket still relays
-                # (its callback compares the source), just less cheaply.
-                conn.close()
-            else:
-                self.conn_sock = conn
-                self.conn_recv = conn.recv
-                self.reactor.add_reader(conn.fileno(), self.on_connected_readable)
+        # A second socket on our port, connected to the peer: the kernel delivers the peer's
+        # packets to it (a connected socket wins the SO_REUSEPORT lookup), and everything
+        # else keeps arriving on the unconnected one, where it is counted.
+        self._drop_connected()
+        conn = socket.socket(self.rtp_sock.family, socket.SOCK_DGRAM)
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            conn.setblocking(False)
+            conn.bind((self.host, self.local_port))
+            conn.connect(addr)
+        except OSError:
+            # Cannot happen short of fd exhaustion; the unconnected socket still relays
+            # (its reader compares the source), just less cheaply.
+            conn.close()
+        else:
+            self.conn_sock = conn
+            self.mux.attach(self.fast, conn.fileno())
         self._publish_destination()
 
     def _drop_connected(self) -> None:
         conn = self.conn_sock
         if conn is not None:
             self.conn_sock = None
-            with contextlib.suppress(ValueError, OSError):
-                self.reactor.remove_reader(conn.fileno())
+            self.fast.detach()
+            self._publish_destination()  # the other leg stops sending on it before it closes
             conn.close()
 
     def destination(self) -> tuple[Any, ...] | None:
@@ -458,50 +379,15 @@ class Leg:
         return (self.expected_host, self.expected_rtcp_port)
 
     def _publish_destination(self) -> None:
-        """Give the other leg direct references to our socket's send method and peer address."""
-        other = self.other
+        """Tell the other leg's C half where datagrams for our peer go, and on which socket."""
+        out = self.other.fast
         dest = self.destination()
         if dest is None:
-            other.out_send = other._no_destination
-            other.out_sendto = other._no_destination_to
-            other.out_addr = None
-            return
-        if self.rtp_transport is not None:
-            sendto: Callable[[bytes, Any], Any] = self.rtp_transport.sendto
-        else:
-            sendto = self.rtp_sock.sendto
-        other.out_sendto = sendto
-        other.out_addr = dest
-        if self.conn_sock is not None:
-            other.out_send = self.conn_sock.send
-        else:
-            other.out_send = functools.partial(_send_to, sendto, dest)
-
-    def on_rtcp_readable(self) -> None:
-        try:
-            data, addr = self.rtcp_sock.recvfrom(_RECV_SIZE)
-        except OSError:
-            return
-        self.rtcp_received(data, addr)
-
-    def rtcp_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        """RTCP is a few packets a second: latch, relay to the other leg's peer, parse."""
-        if addr != self.rtcp_peer:
-            if self.rtcp_peer is not None or not (
-                self.latch is Latch.FIRST_SOURCE or addr[0] == self.expected_host
-            ):
-                self.dropped_unexpected_source += 1
-                self.last_unexpected_source = addr
-                return
-            self.rtcp_peer = addr
-        other = self.other
-        dest = other.rtcp_destination()
-        if dest is not None:
-            try:
-                other._rtcp_sendto(data, dest)
-            except OSError:
-                self.send_errors += 1
-        self.analyzer.feed_rtcp(data)
+            out.set_out(-1)
+        elif self.conn_sock is not None:
+            out.set_out(self.conn_sock.fileno())
+        else:  # an IPv6 source may carry a %scope, which the kernel knows from the socket
+            out.set_out(self.rtp_sock.fileno(), dest[0].partition("%")[0], dest[1])
 
     # -- control --------------------------------------------------------------------------
 
@@ -529,54 +415,37 @@ class Leg:
         self._publish_destination()
 
     def close(self) -> None:
-        self._drop_connected()
-        for sock, transport in (
-            (self.rtp_sock, self.rtp_transport),
-            (self.rtcp_sock, self.rtcp_transport),
-        ):
-            if transport is not None:
-                transport.close()
-            else:
-                with contextlib.suppress(ValueError, OSError):
-                    self.reactor.remove_reader(sock.fileno())
-                sock.close()
+        """Stop both C halves using our sockets, then close them."""
+        self.fast.close()
+        self.other.fast.set_out(-1)
+        mux = self.mux
+        for sock in (self.rtp_sock, self.rtcp_sock):
+            mux.remove_reader(sock.fileno())
+            sock.close()
+        if self.conn_sock is not None:
+            self.conn_sock.close()
+            self.conn_sock = None
+        mux.stop_if_idle()
 
     def stats(self) -> LegStats:
+        """Statistics now: the analyzer takes its state back from C for the read."""
+        analyzer = self.analyzer
+        analyzer.settle(*self.fast.take_state())
+        rtp = analyzer.stats()
+        self.fast.put_state(analyzer.lend())
         return LegStats(
             local_port=self.local_port,
             local_rtcp_port=self.local_rtcp_port,
             remote=_address_text(self.destination()),
             latched=self.peer is not None,
-            rtp=self.analyzer.stats(),
-            rtcp=msgspec.structs.replace(self.analyzer.rtcp),
+            rtp=rtp,
+            rtcp=msgspec.structs.replace(analyzer.rtcp),
             dropped_unexpected_source=self.dropped_unexpected_source,
-            dropped_no_destination=self.dropped_no_destination,
-            send_errors=self.send_errors,
+            dropped_no_destination=self.fast.dropped_no_destination,
+            send_errors=self.fast.send_errors,
             last_unexpected_source=_address_text(self.last_unexpected_source),
+            receive_errors=self.fast.receive_errors,
         )
-
-
-def _send_to(sendto: Callable[[bytes, Any], Any], addr: tuple[Any, ...], data: bytes) -> Any:
-    return sendto(data, addr)
-
-
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, leg: Leg) -> None:
-        self.rtcp_received = leg.rtcp_received
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.rtcp_received(data, addr)
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    """Protocol front for a leg; ``datagram_received`` *is* the leg's bound method."""
-
-    def __init__(self, leg: Leg) -> None:
-        self.leg = leg
-        self.datagram_received = leg.datagram_received  # type: ignore[method-assign]
-
-    def error_received(self, exc: Exception) -> None:
-        self.leg.send_errors += 1
 
 
 class Session:
@@ -624,9 +493,21 @@ class Session:
         """Send both directions to ``recorder``: leg A as side 0 (left), leg B as side 1."""
         if self._closed:
             raise RelayError("session is closed")
+        if self._fork is not None:
+            self.feed_fork()  # what the previous recorder is owed
         self._fork = recorder
-        self.leg_a.tap = recorder.tap(0)
-        self.leg_b.tap = recorder.tap(1)
+        self.leg_a.fast.recording = self.leg_b.fast.recording = 1
+        self.engine._feeder.add(self)
+
+    def feed_fork(self) -> None:
+        """Move the datagrams recorded since the last call from C to the recorder."""
+        fork = self._fork
+        if fork is None:
+            return
+        for side, leg in enumerate((self.leg_a, self.leg_b)):
+            packets, arrivals = leg.fast.drain()
+            if packets:
+                fork.feed(side, packets, arrivals)
 
     async def close(self) -> SessionStats:
         """Stop relaying, free the ports, finish the recording; the CDR's media statistics."""
@@ -634,10 +515,10 @@ class Session:
             return self._stats
         self._closed = True
         self.engine._release(self)
-        self.leg_a.tap = self.leg_b.tap = None
         recording = None
         if self._fork is not None:
             try:
+                self.feed_fork()
                 recording = await self._fork.close()
             except Exception:
                 # The CDR's media statistics matter more than a broken recorder.
@@ -650,6 +531,62 @@ class Session:
             recording=recording,
         )
         return self._stats
+
+
+class _Feeder:
+    """Feeds recorded sessions' recorders from C: each every ``_FEED_PERIOD`` s, in slices.
+
+    Sessions are spread over ``_FEED_SLOTS`` slots and one slot is fed per tick, so the cost
+    (a ``bytes`` and a ``float`` per datagram, then the recorder's placement) is spread over
+    the period instead of stalling the relay once per period.
+    """
+
+    def __init__(self) -> None:
+        self._slots: list[set[Session]] = [set() for _ in range(_FEED_SLOTS)]
+        self._slot_of: dict[Session, int] = {}
+        self._next_slot = 0
+        self._tick = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, session: Session) -> None:
+        if session in self._slot_of:
+            return
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % _FEED_SLOTS
+        self._slots[slot].add(session)
+        self._slot_of[session] = slot
+        if self._timer is None:
+            self._schedule()
+
+    def discard(self, session: Session) -> None:
+        slot = self._slot_of.pop(session, None)
+        if slot is not None:
+            self._slots[slot].discard(session)
+        if not self._slot_of and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(_FEED_PERIOD / _FEED_SLOTS, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._schedule()
+        self._tick = (self._tick + 1) % _FEED_SLOTS
+        for session in list(self._slots[self._tick]):
+            try:
+                session.feed_fork()
+            except Exception:
+                # A broken recorder stops recording, never the relay.
+                log.exception(
+                    "recorder failed, recording stopped", extra={"call_id": session.call_id}
+                )
+                session.leg_a.fast.recording = session.leg_b.fast.recording = 0
+                self.discard(session)
+
+    def close(self) -> None:
+        for session in list(self._slot_of):
+            self.discard(session)
 
 
 class RelayEngine:
@@ -665,6 +602,7 @@ class RelayEngine:
         self._ports_in_use: set[int] = set()
         self._sessions: dict[str, Session] = {}
         self._mux: EpollMux | None = None
+        self._feeder = _Feeder()
 
     @property
     def sessions(self) -> int:
@@ -682,7 +620,7 @@ class RelayEngine:
                     s = socket.socket(self._family, socket.SOCK_DGRAM)
                     socks.append(s)
                     s.setblocking(False)
-                    if p == port and self.config.io in ("connected", "epoll"):
+                    if p == port:  # the connected socket of a latched leg shares it
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                     s.bind((self.config.host, p))
             except OSError:
@@ -700,36 +638,22 @@ class RelayEngine:
         peers are known: ``set_remote`` or, with ``Latch.FIRST_SOURCE``, their first packet)."""
         if call_id in self._sessions:
             raise RelayError(f"session {call_id!r} already open")
-        loop = asyncio.get_running_loop()
-        reactor: Reactor = loop
-        if self.config.io == "epoll":
-            if self._mux is None:
-                self._mux = EpollMux(loop, self.config.poll_interval)
-            reactor = self._mux
+        if self._mux is None:
+            self._mux = EpollMux(asyncio.get_running_loop(), self.config.poll_interval)
+        mux = self._mux
         legs: list[Leg] = []
         try:
             for name in ("a", "b"):
                 rtp, rtcp, port = self._bind_pair()
-                legs.append(
-                    Leg(name, loop, reactor, self.config.io, self.config.host, rtp, rtcp, port)
-                )
-            session = Session(self, call_id, legs[0], legs[1])
-            for leg in legs:
-                if self.config.io != "protocol":
-                    reactor.add_reader(leg.rtp_sock.fileno(), leg.on_rtp_readable)
-                    reactor.add_reader(leg.rtcp_sock.fileno(), leg.on_rtcp_readable)
-                else:
-                    leg.rtp_transport, _ = await loop.create_datagram_endpoint(
-                        lambda leg=leg: _RtpProtocol(leg), sock=leg.rtp_sock
-                    )
-                    leg.rtcp_transport, _ = await loop.create_datagram_endpoint(
-                        lambda leg=leg: _RtcpProtocol(leg), sock=leg.rtcp_sock
-                    )
-                    leg._rtcp_sendto = leg.rtcp_transport.sendto
+                leg = Leg(name, mux, self.config.host, rtp, rtcp, port)
+                legs.append(leg)
+                mux.add_reader(rtp.fileno(), leg.on_rtp_readable)
+                mux.add_reader(rtcp.fileno(), leg.on_rtcp_readable)
         except BaseException:
             for leg in legs:
                 self._close_leg(leg)
             raise
+        session = Session(self, call_id, legs[0], legs[1])
         self._sessions[call_id] = session
         return session
 
@@ -739,12 +663,14 @@ class RelayEngine:
 
     def _release(self, session: Session) -> None:
         self._sessions.pop(session.call_id, None)
+        self._feeder.discard(session)
         for leg in (session.leg_a, session.leg_b):
             self._close_leg(leg)
 
     async def close(self) -> list[SessionStats]:
         """Close every open session (shutdown); their statistics, for CDRs still to write."""
         stats = [await s.close() for s in list(self._sessions.values())]
+        self._feeder.close()
         if self._mux is not None:
             self._mux.close()
             self._mux = None
