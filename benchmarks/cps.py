@@ -12,6 +12,7 @@ Where ``sippy`` is installed (the ``b2bua`` script of PyPI ``sippy``, run as in
 scenarios and no authentication, and the ratio is printed.
 
     .venv/bin/python benchmarks/cps.py [--seconds 5] [--rates 50,100,200,...] [--no-sippy]
+        [--cprofile FILE] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ def best(steps: list[Step], tolerance: float) -> Step | None:
     return max(good, key=lambda s: s.rate) if good else None
 
 
-def start_outbound_pro(work: Path, trunk_port: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_outbound_pro(
+    work: Path, trunk_port: int, cprofile: str | None = None, b2bua: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
     sip_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
     data = work / "data"
     config = work / "config.toml"
@@ -158,10 +161,12 @@ def start_outbound_pro(work: Path, trunk_port: int) -> tuple[subprocess.Popen[by
         f"https_port = {free_port(socket.SOCK_STREAM)}\n"
         f'[rtp]\nhost = "127.0.0.1"\nport_min = {rtp_min}\nport_max = {rtp_min + 19999}\n'
         "[b2bua]\nmd5_challenge_first = true\nkeepalive_interval = 0\n"
+        + "".join(f"{option}\n" for option in b2bua or [])
     )
     log = (work / "server.log").open("wb")
+    profiler = ["-m", "cProfile", "-o", str(Path(cprofile).resolve())] if cprofile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "outbound_pro.cli", "serve", "--config", str(config)],
+        [sys.executable, *profiler, "-m", "outbound_pro.cli", "serve", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=work,
@@ -199,6 +204,16 @@ def start_outbound_pro(work: Path, trunk_port: int) -> tuple[subprocess.Popen[by
     return proc, sip_port, data
 
 
+def py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server for the whole ramp (``--py-spy``): where the time goes."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [binary, "record", "-p", str(pid), "-o", out, "-f", "raw", "-r", "200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def start_sippy(work: Path, uas_port: int) -> tuple[subprocess.Popen[bytes], int] | None:
     binary = shutil.which("b2bua") or str(Path(sys.executable).parent / "b2bua")
     if not Path(binary).exists():
@@ -232,13 +247,22 @@ def main() -> None:
     parser.add_argument("--rates", default="50,100,200,300,400,500,600,800,1000,1200")
     parser.add_argument("--no-sippy", action="store_true")
     parser.add_argument("--work", help="keep SIPp and server logs in this directory")
+    parser.add_argument("--cprofile", metavar="FILE", help="run the server under cProfile")
+    parser.add_argument("--py-spy", metavar="FILE", help="py-spy record the server (raw format)")
+    parser.add_argument(
+        "--b2bua",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an extra [b2bua] setting (TOML), e.g. overload_backlog=0; repeatable",
+    )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="cps-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         trunk_port = free_port()
-        server, sip_port, _ = start_outbound_pro(work, trunk_port)
+        server, sip_port, _ = start_outbound_pro(work, trunk_port, args.cprofile, args.b2bua)
+        spy = py_spy(server.pid, args.py_spy) if args.py_spy else None
         users = work / "users.csv"
         users.write_text(
             "SEQUENTIAL\nbooth01;[authentication username=booth01 password=bench-secret-1]\n"
@@ -276,6 +300,9 @@ def main() -> None:
         try:
             ours = ramp("outbound-pro", server.pid, uac, uas, rates, args.seconds, work, 0.0)
         finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                spy.wait(30)
             server.send_signal(signal.SIGTERM)
             server.wait(30)
         mine = best(ours, 0.0)

@@ -78,6 +78,10 @@ class B2buaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     recordings_dir: str = ""  # empty: DATA_DIR/recordings
     retention_days: int = 180
     retention_days_extended: int = 360
+    # admission control (docs/b2bua.md): new INVITEs get 503 + Retry-After beyond; 0 = off
+    max_calls_in_setup: int = 1000
+    overload_backlog: float = 0.7  # fullness of the SIP UDP receive queue (0..1)
+    overload_retry_after: int = 5  # seconds
 
 
 class RegistrarConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -11,7 +11,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.b2bua.conftest import BOOTHS, B2buaServer, provision
+from tests.b2bua.media_call import MediaPeer, start_talk_call, stream_both
 from tests.b2bua.peers import BOOTH_IP, TRUNK_IP, start_sipp
+from tests.conftest import wait_for
 
 OTHER = """
 [[contract]]
@@ -22,7 +24,23 @@ admin = { id = "admin", password = "other-password-1" }
 """
 
 
+def _talk(b2bua: B2buaServer, tmp: Path) -> None:
+    """A call that carries RTP both ways for a second: it is recorded."""
+    a, b = MediaPeer(BOOTH_IP, 440.0), MediaPeer(TRUNK_IP, 1000.0)
+    try:
+        booth, trunk, ports = start_talk_call(
+            tmp, "talk", b2bua.target, b2bua.trunk_port, 1500, a, b
+        )
+        stream_both(a, b, ports, 1.0)
+        for r in (booth.result(), trunk.result()):
+            assert (r.successful, r.failed) == (1, 0), r.screen
+    finally:
+        a.close()
+        b.close()
+
+
 def _call(b2bua: B2buaServer, tmp: Path) -> None:
+    """A call without RTP (SIPp sends none): no recording."""
     trunk = start_sipp(
         tmp, "trunk", "b2bua_trunk_answer_bye.xml", local_ip=TRUNK_IP, local_port=b2bua.trunk_port
     )
@@ -63,17 +81,22 @@ class Client:
 
 
 def test_cdrs_and_recordings_api(b2bua: B2buaServer, tmp_path: Path) -> None:
+    _talk(b2bua, tmp_path)
     _call(b2bua, tmp_path)
     provision(b2bua.server, OTHER)
     port = b2bua.server.http_port
     admin = Client(port, "admin@b2b.op.local", "admin-password-1")
 
-    status, _, body = admin.get("/cdrs?direction=outbound")
-    assert status == 200
-    rows = json.loads(body)
-    assert rows and rows[0]["booth"] == "booth01" and rows[0]["status"] == 200
-    assert rows[0]["hangup_by"] == "callee" and rows[0]["recording_id"]
-    assert rows[0]["setup_at"].endswith("+00:00")
+    def both_ended() -> list[dict[str, object]] | None:
+        rows = json.loads(admin.get("/cdrs?direction=outbound")[2])
+        return rows if len(rows) == 2 and all(r["end_at"] for r in rows) else None
+
+    rows = wait_for(both_ended, 10, "both calls' final CDRs")
+    assert all(r["booth"] == "booth01" and r["status"] == 200 for r in rows)
+    silent, talked = rows  # newest first
+    assert silent["hangup_by"] == "callee" and silent["recording_id"] is None
+    assert talked["hangup_by"] == "caller" and talked["recording_id"]
+    assert silent["setup_at"].endswith("+00:00")
     status, _, body = admin.get("/cdrs?direction=sideways")
     assert status == 400 and json.loads(body)["field"] == "direction"
     status, _, body = admin.get("/cdrs?booth=booth02")
@@ -86,8 +109,9 @@ def test_cdrs_and_recordings_api(b2bua: B2buaServer, tmp_path: Path) -> None:
 
     status, _, body = admin.get("/recordings?min_duration=0&booth=booth01")
     recs = json.loads(body)
-    assert status == 200 and recs and recs[0]["state"] == "complete"
+    assert status == 200 and len(recs) == 1 and recs[0]["state"] == "complete"  # talked only
     rid = recs[0]["id"]
+    assert rid == talked["recording_id"] and recs[0]["call_ref"] == talked["call_ref"]
     status, headers, whole = admin.get(f"/recordings/{rid}/audio")
     assert status == 200 and whole[:4] == b"RIFF"
     assert hashlib.sha256(whole).hexdigest() == recs[0]["sha256"]

@@ -68,6 +68,9 @@ class Host:
     def bind_dialog(self, call: Call, side: Side, dialog: Dialog) -> None:
         pass
 
+    def call_answered(self, call: Call) -> None:
+        pass
+
     def call_ended(self, call: Call) -> None:
         pass
 

@@ -8,112 +8,24 @@ can be analysed: the booth sends 440 Hz, the carrier 1000 Hz.
 from __future__ import annotations
 
 import hashlib
-import re
 import signal
-import socket
-import time
 import wave
 from pathlib import Path
 
 import numpy as np
 
-from outbound_pro.media.g711 import decode_ulaw, encode_ulaw
-from tests.b2bua.conftest import BOOTHS, b2bua_toml, start_b2bua
-from tests.b2bua.peers import BOOTH_IP, TRUNK_IP, SippProc, start_sipp
+from outbound_pro.media.g711 import decode_ulaw
+from tests.b2bua.conftest import b2bua_toml, start_b2bua
+from tests.b2bua.media_call import MediaPeer, start_talk_call, stream_both
+from tests.b2bua.peers import BOOTH_IP, TRUNK_IP, SippProc
 from tests.conftest import start_server, stop_server, wait_for
-from tests.media.tones import band_ratio_db, rtp, tone_codes
+from tests.media.tones import band_ratio_db
 
 BOOTH_HZ, FAR_HZ = 440.0, 1000.0
 
 
-def _relay_port(proc: SippProc, own: int) -> int | None:
-    """The relay port in the SDP this SIPp received (any m=audio port that is not its own)."""
-    log = proc.work / "messages.log"
-    if not log.exists():
-        return None
-    ports = [int(p) for p in re.findall(r"m=audio (\d+)", log.read_text(errors="replace"))]
-    others = [p for p in ports if p != own]
-    return others[0] if others else None
-
-
-class MediaPeer:
-    """One side's RTP: a socket at the SDP address, a tone to send, and what came back."""
-
-    def __init__(self, ip: str, freq: float) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((ip, 0))
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-        self.codes = tone_codes(freq, 10.0, encode_ulaw)
-        self.heard = bytearray()
-        self.seq = 0
-        self.ssrc = 0x1000 + self.port
-
-    def send(self, relay_port: int) -> None:
-        k = self.seq % 500
-        payload = self.codes[160 * k : 160 * (k + 1)]
-        self.sock.sendto(
-            rtp(self.seq, 160 * self.seq, self.ssrc, 0, payload), ("127.0.0.1", relay_port)
-        )
-        self.seq += 1
-
-    def drain(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(2048)
-            except BlockingIOError:
-                return
-            self.heard += data[12:]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _stream(a: MediaPeer, b: MediaPeer, ports: tuple[int, int], seconds: float) -> None:
-    """Send 20 ms packets both ways, paced by the clock, for *seconds*."""
-    start = time.monotonic()
-    for n in range(int(seconds / 0.02)):
-        a.send(ports[0])
-        b.send(ports[1])
-        a.drain()
-        b.drain()
-        delay = start + (n + 1) * 0.02 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    a.drain()
-    b.drain()
-
-
 def _pcm(codes: bytes) -> np.ndarray:
     return np.frombuffer(decode_ulaw(bytes(codes)), dtype="<i2").astype(np.float64)
-
-
-def _start_call(
-    tmp: Path, name: str, target: str, trunk_port: int, talk_ms: int, a: MediaPeer, b: MediaPeer
-) -> tuple[SippProc, SippProc, tuple[int, int]]:
-    trunk = start_sipp(
-        tmp / name,
-        "trunk",
-        "b2bua_trunk_talk.xml",
-        local_ip=TRUNK_IP,
-        local_port=trunk_port,
-        keys={"rtp_port": str(b.port)},
-        timeout=60,
-    )
-    booth = start_sipp(
-        tmp / name,
-        "booth",
-        "b2bua_booth_talk.xml",
-        local_ip=BOOTH_IP,
-        target=target,
-        users={"booth01": BOOTHS["booth01"][0]},
-        extra=("-s", "0366667777", "-d", str(talk_ms)),
-        keys={"rtp_port": str(a.port)},
-        timeout=60,
-    )
-    port_a = wait_for(lambda: _relay_port(booth, a.port), 10, "the relay port in the 200")
-    port_b = wait_for(lambda: _relay_port(trunk, b.port), 10, "the relay port in the INVITE")
-    return booth, trunk, (int(port_a), int(port_b))  # type: ignore[call-overload]
 
 
 def test_tones_cross_and_recording_survives_sigkill(tmp_path: Path) -> None:
@@ -122,9 +34,11 @@ def test_tones_cross_and_recording_survives_sigkill(tmp_path: Path) -> None:
     procs: list[SippProc] = []
     try:
         # 1. A complete call: each side hears the other, the recording is booth left.
-        booth, trunk, ports = _start_call(tmp_path, "call1", srv.target, srv.trunk_port, 2500, a, b)
+        booth, trunk, ports = start_talk_call(
+            tmp_path, "call1", srv.target, srv.trunk_port, 2500, a, b
+        )
         procs += [booth, trunk]
-        _stream(a, b, ports, 2.0)
+        stream_both(a, b, ports, 2.0)
         for r in (booth.result(), trunk.result()):
             assert (r.successful, r.failed) == (1, 0), r.screen
         heard_by_booth, heard_by_far = _pcm(a.heard), _pcm(b.heard)
@@ -157,11 +71,11 @@ def test_tones_cross_and_recording_survives_sigkill(tmp_path: Path) -> None:
 
         # 2. A call killed with the server: the file written so far stays a valid WAV.
         a.heard.clear()
-        booth, trunk, ports = _start_call(
+        booth, trunk, ports = start_talk_call(
             tmp_path, "call2", srv.target, srv.trunk_port, 30000, a, b
         )
         procs += [booth, trunk]
-        _stream(a, b, ports, 3.0)
+        stream_both(a, b, ports, 3.0)
         row = wait_for(lambda: done(2, "recording"), 5, "the second recording's row")
         assert isinstance(row, dict)
         path2 = Path(str(row["path"]))
@@ -191,8 +105,11 @@ def test_tones_cross_and_recording_survives_sigkill(tmp_path: Path) -> None:
             assert w.getnchannels() == 2 and frames > 4000
         assert path2.stat().st_size == 44 + 4 * frames == recs[1]["size"]
         assert recs[1]["sha256"] == hashlib.sha256(path2.read_bytes()).hexdigest()
-        cdr2 = srv.cdrs()[-1]
+        cdr1_after, cdr2 = srv.cdrs()[-2:]
+        assert cdr1_after == cdr1  # the finished call's CDR is intact, recording linked
+        assert cdr1["recording_id"] == recs[0]["id"] and cdr1["status"] == 200
         assert cdr2["hangup_by"] == "system" and cdr2["end_at"] is not None
         assert cdr2["reason"] == "interrupted by server restart"
+        assert cdr2["answer_at"] is not None and cdr2["recording_id"] == recs[1]["id"]
     finally:
         stop_server(again)

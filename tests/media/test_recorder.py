@@ -202,14 +202,38 @@ async def test_recorder_writes_hashes_and_reports(tmp_path: Path) -> None:
     assert abs(peak_hz(left_pcm) - 440) < 2 and abs(peak_hz(right_pcm) - 1000) < 2
 
 
-async def test_a_call_without_media_still_gets_a_valid_empty_wav(tmp_path: Path) -> None:
-    rec = CallRecorder(tmp_path / "silent.wav")
+async def test_a_call_without_rtp_creates_no_file(tmp_path: Path) -> None:
+    started: list[str] = []
+    rec = CallRecorder(tmp_path / "silent.wav", lag=0.0, on_start=lambda: started.append("x"))
     rec.tap(0)
+    rec.tap(1)
+    rec.flush(time.monotonic() + 5.0)  # five seconds of nothing: still nothing to write
     info = await rec.close()
-    assert info.error is None and info.frames == 0 and info.size == WAV_HEADER_SIZE
-    assert info.sha256 == sha256_file(tmp_path / "silent.wav")
-    with wave.open(info.path) as w:
-        assert w.getnframes() == 0 and w.getnchannels() == 2
+    assert info.error is None and info.frames == 0 and info.size == 0 and info.sha256 == ""
+    assert info.packets == 0 and not rec.started and started == []
+    assert not (tmp_path / "silent.wav").exists()
+
+
+async def test_the_file_starts_at_the_first_rtp_aligned_to_the_recording_start(
+    tmp_path: Path,
+) -> None:
+    """Indexed (``on_start``) before any audio is queued; silence before the first packet."""
+    path = tmp_path / "late.wav"
+    seen: list[bool] = []
+    rec = CallRecorder(path, start=10.0, lag=0.0, on_start=lambda: seen.append(path.exists()))
+    place = rec.tap(1)
+    rec.flush(12.0)  # two seconds without RTP: nothing taken, nothing started
+    assert not rec.started and seen == []
+    place(const_packet(0, 0, 0x20, pt=0), 13.0)  # the far end's first packet, at 3 s
+    rec.flush(13.5)
+    assert rec.started and seen == [False]  # told before the file could exist
+    info = await rec.close()
+    assert seen == [False] and info.packets == 1 and info.sha256 == sha256_file(path)
+    with wave.open(str(path)) as w:
+        left, right = channels(w.readframes(w.getnframes()))
+    assert len(right) == 3.5 * RATE  # the flush took everything up to 13.5 s
+    assert not left.any() and not right[: 3 * RATE].any() and not right[3 * RATE + FRAME :].any()
+    assert (right[3 * RATE : 3 * RATE + FRAME] == ulaw_to_linear(0x20)).all()
 
 
 async def test_a_write_error_stops_the_recording_not_the_caller(tmp_path: Path) -> None:

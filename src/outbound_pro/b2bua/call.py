@@ -75,9 +75,11 @@ class CallHost(Protocol):
 
     def bind_dialog(self, call: Call, side: Side, dialog: Dialog) -> None: ...
 
+    def call_answered(self, call: Call) -> None: ...
+
     def call_ended(self, call: Call) -> None: ...
 
-    def new_recorder(self, call: Call) -> tuple[CallRecorder, int] | None: ...
+    def new_recorder(self, call: Call) -> CallRecorder | None: ...
 
     def save(self, call: Call) -> None: ...
 
@@ -192,7 +194,7 @@ class Call:
         self.branches: list[Branch] = []
         self.state: Literal["setup", "early", "answered", "ended"] = "setup"
         self.session: Session | None = None
-        self.recording_id: int | None = None
+        self.recording_id: int | None = None  # set by the host when the recording starts
         self.ring_timeout = ring_timeout
         self.max_duration = max_duration
         self.keepalive = keepalive
@@ -497,6 +499,7 @@ class Call:
     def _answer(self, branch: Branch, response: Response) -> None:
         self.b = branch.dialog
         self.state = "answered"
+        self.host.call_answered(self)
         self._stop_timer("ring")
         self._cancel_branches(keep=branch)
         for other in self.branches:
@@ -532,12 +535,9 @@ class Call:
     def _start_recording(self) -> None:
         if self.session is None:
             return
-        made = self.host.new_recorder(self)
-        if made is None:
-            return
-        recorder, self.recording_id = made
-        self.record.recording_id = self.recording_id
-        self.session.fork(recorder)
+        recorder = self.host.new_recorder(self)
+        if recorder is not None:
+            self.session.fork(recorder)
 
     # -- 2xx retransmission to a UAC (§13.3.1.4) ---------------------------------------------
 

@@ -21,6 +21,11 @@ when one is given: a booth INVITE whose SDP asks for DTLS-SRTP is answered by th
 call, the relay, the recording and the CDR see the leg's plain RTP side only. Browser SIP
 libraries (JsSIP, SIP.js) know only MD5 and read one of several challenges (JsSIP the last),
 so a booth on a WebSocket gets the MD5 challenge alone.
+
+Before any of that, admission control (``admission.py``) may refuse a new INVITE with 503
+and Retry-After when the server is overloaded. What routing reads from the database is
+memoised between calls (``facts.py``), and CDR and recording changes are group-committed, at
+most a hundred transactions a second (``cdr_writer.py``).
 """
 
 from __future__ import annotations
@@ -39,15 +44,10 @@ import msgspec
 
 from outbound_pro.accounts import numbers as jp
 from outbound_pro.accounts.digest import Outcome, ParseError, parse_authorization
-from outbound_pro.accounts.models import (
-    AffiliationPolicy,
-    ContractStatus,
-    IdStatus,
-    NumberOwner,
-    Trunk,
-)
+from outbound_pro.accounts.models import AffiliationPolicy, Contract, NumberOwner, Trunk
 from outbound_pro.accounts.policy import call_setup
 from outbound_pro.accounts.throttle import Level
+from outbound_pro.b2bua.admission import Admission, ReceiveBacklog, Verdict
 from outbound_pro.b2bua.call import (
     ALLOW,
     Call,
@@ -56,7 +56,9 @@ from outbound_pro.b2bua.call import (
     reason_header,
     recording_path,
 )
+from outbound_pro.b2bua.cdr_writer import CdrWriter
 from outbound_pro.b2bua.dialog import Dialog
+from outbound_pro.b2bua.facts import BoothFacts, RoutingFacts
 from outbound_pro.b2bua.record import CallRecord
 from outbound_pro.b2bua.retention import purge_expired, recover_interrupted
 from outbound_pro.b2bua.routing import (
@@ -86,7 +88,7 @@ from outbound_pro.sip.transaction import (
     TransactionStateError,
 )
 from outbound_pro.sip.uri import SipUri
-from outbound_pro.store.calls import CallStore
+from outbound_pro.store.calls import CallStore, RecordingEnd
 from outbound_pro.webrtc import OfferError, WebRtcGateway, WebRtcLeg, is_webrtc_offer
 
 log = logging.getLogger("outbound_pro.b2bua")
@@ -161,15 +163,28 @@ class B2bua:
         self._client: dict[TransactionKey, Callable[[ResponseReceived], None]] = {}
         self._active_aff: dict[int, int] = {}
         self._busy: dict[int, int] = {}
+        self._metrics = metrics
         self._purger: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.facts = RoutingFacts(self.accounts, calls)
+        self.writer = CdrWriter(calls, self.facts)
+        self._setting_up: set[str] = set()  # refs of calls whose caller has no final answer
+        self.admission = Admission(
+            in_setup=self.calls_in_setup,
+            max_calls_in_setup=config.max_calls_in_setup,
+            backlog_limit=0.0,  # until `start` finds the SIP socket
+        )
         self._outcomes = metrics.counter(
             "outbound_pro_calls_total", "Calls by final SIP status", ("status",)
         )
-        metrics.gauge("outbound_pro_calls_active", "Calls in progress")
-        metrics.on_collect(
-            lambda: metrics.gauge("outbound_pro_calls_active", "").set(len(self.calls))
+        self._overload = metrics.counter(
+            "outbound_pro_calls_overload_rejected_total",
+            "New INVITEs refused with 503 by admission control, by cause",
+            ("cause",),
         )
+        metrics.gauge("outbound_pro_calls_active", "Calls in progress")
+        metrics.gauge("outbound_pro_calls_in_setup", "Calls whose caller has no final response")
+        metrics.on_collect(self._collect)
         for method in ("INVITE", "UPDATE"):
             router.handle(method, self._on_offer_request)
         router.handle("ACK", self._on_ack)
@@ -177,6 +192,13 @@ class B2bua:
         router.handle("CANCEL", self._on_cancel)
         router.handle("OPTIONS", self._on_options)
         router.on_response(self._on_response)
+
+    def _collect(self) -> None:
+        self._metrics.gauge("outbound_pro_calls_active", "").set(len(self.calls))
+        self._metrics.gauge("outbound_pro_calls_in_setup", "").set(self.calls_in_setup())
+
+    def calls_in_setup(self) -> int:
+        return len(self._setting_up) + len(self._preparing)
 
     # -- CallHost ---------------------------------------------------------------------------
 
@@ -219,8 +241,12 @@ class B2bua:
         self._dialogs[key] = (call, side)
         call.dialog_keys.append(key)
 
+    def call_answered(self, call: Call) -> None:
+        self._setting_up.discard(call.ref)
+
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.ref, None)
+        self._setting_up.discard(call.ref)
         self._invites.pop(call.a_txn.key, None)
         rec = call.record
         if rec.affiliation_id is not None:
@@ -237,51 +263,79 @@ class B2bua:
         for key in keys:
             self._dialogs.pop(key, None)
 
-    def new_recorder(self, call: Call) -> tuple[CallRecorder, int] | None:
+    def new_recorder(self, call: Call) -> CallRecorder | None:
+        """The call's recorder; its index row is made when its first audio is (see
+        `_recording_started`): a call that carries no RTP has no WAV and no row."""
         rec = call.record
         if not self.config.record or rec.contract_id is None:
             return None
         started = self.clock()
         path = recording_path(self.recordings_dir, call.ref, started)
         audio = call.offer.audio()
-        extended = self.calls_store.retention_extended(rec.id_id)
-        days = self.config.retention_days_extended if extended else self.config.retention_days
-        recording_id = self.calls_store.start_recording(
-            call_ref=call.ref,
-            contract_id=rec.contract_id,
-            id_id=rec.id_id,
-            affiliation_id=rec.affiliation_id,
-            booth=rec.booth,
-            caller=rec.caller,
-            callee=rec.callee,
-            direction=rec.direction,
-            started_at=started,
-            path=str(path),
-            retention_days=days,
+        return self.recorders.recorder(
+            path,
+            rtpmap=audio.rtpmap if audio else None,
+            on_start=lambda: self._recording_started(call, started, path),
         )
-        recorder = self.recorders.recorder(path, rtpmap=audio.rtpmap if audio else None)
-        return recorder, recording_id
+
+    def _recording_started(self, call: Call, started: float, path: Path) -> None:
+        """Index the recording (state ``recording``) before any of its audio can reach the
+        disk, so a crash leaves a row for every file; committed at once, not batched."""
+        rec = call.record
+        assert rec.contract_id is not None
+        with self.facts.own_writes():
+            extended = self.facts.retention_extended(rec.id_id)
+            days = self.config.retention_days_extended if extended else self.config.retention_days
+            call.recording_id = rec.recording_id = self.calls_store.start_recording(
+                call_ref=call.ref,
+                contract_id=rec.contract_id,
+                id_id=rec.id_id,
+                affiliation_id=rec.affiliation_id,
+                booth=rec.booth,
+                caller=rec.caller,
+                callee=rec.callee,
+                direction=rec.direction,
+                started_at=started,
+                path=str(path),
+                retention_days=days,
+            )
+        self.writer.save(rec)
 
     def finish_recording(self, recording_id: int, info: object, ended_at: float) -> None:
         assert isinstance(info, RecordingInfo)
-        self.calls_store.finish_recording(
-            recording_id,
-            ended_at=ended_at,
-            duration=info.duration,
-            size=info.size,
-            sha256=info.sha256,
-            state="failed" if info.error else "complete",
+        self.writer.recording_ended(
+            RecordingEnd(
+                recording_id,
+                ended_at,
+                info.duration,
+                info.size,
+                info.sha256,
+                "failed" if info.error else "complete",
+            )
         )
 
     def save(self, call: Call) -> None:
-        self.calls_store.save_cdr(call.record)
+        self.writer.save(call.record)
 
     # -- start-up, shutdown, retention ------------------------------------------------------
 
     async def start(self) -> None:
         """Close what a killed server left open, then purge expired recordings hourly."""
         await self.recover()
+        self._watch_backlog()
         self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
+
+    def _watch_backlog(self) -> None:
+        """Give admission control the SIP UDP socket's receive queue to watch."""
+        udp = getattr(self.stack, "udp", None)
+        transport = getattr(udp, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or self.config.overload_backlog <= 0:
+            return
+        backlog = ReceiveBacklog(sock)
+        if backlog.buffer:
+            self.admission.backlog = backlog
+            self.admission.backlog_limit = self.config.overload_backlog
 
     async def stop(self) -> None:
         if self._purger is not None:
@@ -291,6 +345,7 @@ class B2bua:
         pending = [c.finished for c in list(self.calls.values())]
         if pending:
             await asyncio.wait(pending, timeout=5)
+        self.writer.flush()
 
     async def recover(self) -> None:
         await recover_interrupted(self.calls_store, self.clock())
@@ -320,6 +375,14 @@ class B2bua:
             else:
                 found[0].on_offer(found[1], txn, request)
             return
+        verdict = self.admission.check()
+        if verdict is not Verdict.ADMIT:
+            self._overload.inc(1, verdict.value)
+            headers = [("Retry-After", str(self.config.overload_retry_after))]
+            self._refuse(
+                txn, request, _Reject(503, f"overloaded ({verdict.value})", headers=headers)
+            )
+            return
         try:
             self._new_call(txn, request, source)
         except _Reject as rej:
@@ -339,7 +402,7 @@ class B2bua:
             rec = rej.record
             rec.status, rec.reason, rec.end_at = rej.status, rej.reason, self.clock()
             rec.hangup_by = "caller" if rej.status == 487 else "system"
-            self.calls_store.save_cdr(rec)
+            self.writer.save(rec)
             self._outcomes.inc(1, str(rej.status))
 
     def _on_ack(self, event: RequestReceived, source: Source) -> None:
@@ -410,12 +473,13 @@ class B2bua:
     # -- routing -----------------------------------------------------------------------------
 
     def _new_call(self, txn: ServerTransaction, request: Request, source: Source) -> None:
+        self.facts.refresh()
         from_uri = request.from_.uri
         contract = None
         if isinstance(from_uri, SipUri) and from_uri.host:
-            contract = self.accounts.contract_by_domain(from_uri.host.lower())
+            contract = self.facts.contract_by_domain(from_uri.host.lower())
         if contract is not None:
-            plan = self._from_booth(request, source, contract.domain)
+            plan = self._from_booth(request, source, contract)
         else:
             plan = self._from_network(request, source)
         if not request.body or request.content_type != "application/sdp":
@@ -502,6 +566,7 @@ class B2bua:
         )
         call.busy_id = plan.busy_id
         self.calls[ref] = call
+        self._setting_up.add(ref)
         self._invites[txn.key] = call
         self.bind_dialog(call, "A", a_dialog)
         if plan.record.affiliation_id is not None:
@@ -509,7 +574,7 @@ class B2bua:
             self._active_aff[aff] = self._active_aff.get(aff, 0) + 1
         if plan.busy_id is not None:
             self._busy[plan.busy_id] = self._busy.get(plan.busy_id, 0) + 1
-        self.calls_store.save_cdr(plan.record)
+        self.writer.save(plan.record)
         passthrough = [
             (name, value)
             for name in self.config.passthrough_headers
@@ -542,8 +607,11 @@ class B2bua:
             values = sorted(values, key=lambda v: "algorithm=MD5" not in v)
         return [("Proxy-Authenticate", v) for v in values]
 
-    def _authenticate(self, request: Request, source: Source, realm: str) -> int:
-        """The booth's ID after a valid Proxy-Authorization, else raises the 407 to send."""
+    def _authenticate(self, request: Request, source: Source, contract: Contract) -> int:
+        """The booth's ID after a valid Proxy-Authorization, else raises the 407 to send.
+
+        The challenge (a fresh nonce, an HMAC) is only made when it is sent."""
+        realm = contract.domain
         auth = self.registrar.auth
         guard = self.registrar.guard
         now = self.clock()
@@ -560,13 +628,10 @@ class B2bua:
                 creds = parsed
                 break
         md5_only = source.kind in WEBSOCKET_KINDS
-        challenge = self._challenge(realm, now, md5_only=md5_only)
         if creds is None:
+            challenge = self._challenge(realm, now, md5_only=md5_only)
             raise _Reject(407, "Proxy Authentication Required", headers=challenge)
-        contract = self.accounts.contract_by_domain(realm)
-        secrets_ = (
-            self.accounts.sip_secrets(contract.id, creds.username) if contract is not None else None
-        )
+        secrets_ = self.facts.sip_secrets(contract.id, creds.username)
         ha1 = None
         if secrets_ is not None:
             ha1 = secrets_.ha1_sha256 if creds.algorithm == "SHA-256" else secrets_.ha1_md5
@@ -581,6 +646,7 @@ class B2bua:
         ident = f"{realm}/{creds.username}"
         if verdict.outcome is Outcome.FAILED:
             guard.failure(f"ip:{host}", ident, now)
+            challenge = self._challenge(realm, now, md5_only=md5_only)
             raise _Reject(407, "Proxy Authentication Required", headers=challenge)
         if verdict.outcome is Outcome.STALE:
             stale = self._challenge(realm, now, stale=True, md5_only=md5_only)
@@ -589,34 +655,18 @@ class B2bua:
         assert secrets_ is not None
         return secrets_.id
 
-    def _policy_facts(
-        self, id_id: int
-    ) -> tuple[ContractStatus, IdStatus, object, int | None, str, list[str], int]:
-        ident = self.accounts.get_identity(id_id)
-        if ident is None:
+    def _booth(self, id_id: int) -> BoothFacts:
+        booth = self.facts.booth(id_id)
+        if booth is None:
             raise _Reject(403, "ID revoked")
-        contract = self.accounts.get_contract(ident.contract_id)
-        assert contract is not None
-        aff = (
-            self.accounts.get_affiliation(ident.affiliation_id)
-            if ident.affiliation_id is not None
-            else None
-        )
-        status = IdStatus.REVOKED if ident.removed_at is not None else ident.status
-        return (
-            contract.status,
-            status,
-            aff.policy if aff is not None else None,
-            ident.affiliation_id,
-            ident.login,
-            ident.numbers,
-            contract.id,
-        )
+        return booth
 
-    def _from_booth(self, request: Request, source: Source, realm: str) -> _Plan:
-        id_id = self._authenticate(request, source, realm)
-        c_status, i_status, policy, aff_id, login, numbers, contract_id = self._policy_facts(id_id)
-        caller = numbers[0] if numbers else ""
+    def _from_booth(self, request: Request, source: Source, contract: Contract) -> _Plan:
+        realm = contract.domain
+        id_id = self._authenticate(request, source, contract)
+        booth = self._booth(id_id)
+        policy, aff_id, contract_id = booth.policy, booth.affiliation_id, booth.contract_id
+        caller = booth.numbers[0] if booth.numbers else ""
         uri = request.uri
         dialled = dialled_digits(uri.user if isinstance(uri, SipUri) and uri.user else "")
         record = CallRecord(
@@ -625,7 +675,7 @@ class B2bua:
             contract_id=contract_id,
             id_id=id_id,
             affiliation_id=aff_id,
-            booth=login,
+            booth=booth.login,
             caller=caller,
             callee=dialled,
             a_call_id=request.call_id,
@@ -642,7 +692,7 @@ class B2bua:
         owner = None
         if service is None:
             with contextlib.suppress(jp.InvalidNumber):
-                owner = self.accounts.number_owner(jp.normalize(dialled))
+                owner = self.facts.number_owner(jp.normalize(dialled))
         internal = (
             owner is not None and owner.contract_id == contract_id and self.config.internal_calls
         )
@@ -651,9 +701,9 @@ class B2bua:
             # concurrency still apply, prefix rules cannot (they are about subscriber numbers).
             policy = msgspec.structs.replace(policy, allowed_prefixes=[])
         decision = call_setup(
-            contract_status=c_status,
-            id_status=i_status,
-            policy=policy,  # type: ignore[arg-type]
+            contract_status=booth.contract_status,
+            id_status=booth.status,
+            policy=policy,
             destination=dialled if service is None else _ANY_VALID_NUMBER,
             now=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
             active_calls=self._active_aff.get(aff_id, 0) if aff_id is not None else 0,
@@ -687,7 +737,7 @@ class B2bua:
         return _Plan(record, "A", [target], id_id)
 
     def _default_trunk(self) -> Trunk | None:
-        trunks = self.accounts.list_trunks()
+        trunks = self.facts.trunks()
         return trunks[0] if trunks else None
 
     def _to_booth(
@@ -719,33 +769,34 @@ class B2bua:
         uri = request.uri
         user = uri.user if isinstance(uri, SipUri) and uri.user else ""
         e164 = from_trunk(user)
-        owner = self.accounts.number_owner(e164) if e164 else None
+        owner = self.facts.number_owner(e164) if e164 else None
         if owner is None:
             raise _Reject(404, "no such number here")
-        trunk = trusted_trunk(source.address[0], self.accounts.list_trunks())
+        trunk = trusted_trunk(source.address[0], self.facts.trunks())
         if trunk is None:
             raise _Reject(403, "calls are accepted only from the carrier's trusted addresses")
         from_user = request.from_.uri
         caller_raw = from_user.user if isinstance(from_user, SipUri) and from_user.user else ""
         caller = from_trunk(caller_raw) or dialled_digits(caller_raw) or "anonymous"
-        c_status, i_status, policy, aff_id, login, _, contract_id = self._policy_facts(owner.id_id)
+        booth = self._booth(owner.id_id)
         record = CallRecord(
             call_ref=secrets.token_hex(16),
             direction="inbound",
-            contract_id=contract_id,
+            contract_id=booth.contract_id,
             id_id=owner.id_id,
-            affiliation_id=aff_id,
-            booth=login,
+            affiliation_id=booth.affiliation_id,
+            booth=booth.login,
             caller=caller,
             callee=owner.e164,
             trunk=trunk.name,
             a_call_id=request.call_id,
             setup_at=self.clock(),
         )
+        aff_id = booth.affiliation_id
         decision = call_setup(
-            contract_status=c_status,
-            id_status=i_status,
-            policy=policy,  # type: ignore[arg-type]
+            contract_status=booth.contract_status,
+            id_status=booth.status,
+            policy=booth.policy,
             destination=owner.e164,
             now=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
             active_calls=self._active_aff.get(aff_id, 0) if aff_id is not None else 0,

@@ -1,7 +1,9 @@
 """The call detail record: one per call, both legs, filled in as the call progresses.
 
-The row is written when the call is set up and updated when it ends, so a server killed
-mid-call still leaves a record of the call (closed as ``interrupted`` at the next start).
+The row is written when the call is set up and updated at the answer and at the end (group
+commits, ``cdr_writer.py``), so a server killed mid-call still leaves a record of the call
+(closed as ``interrupted`` at the next start). ``recording_id`` stays None for a call that
+carried no RTP: it has no recording.
 """
 
 from __future__ import annotations

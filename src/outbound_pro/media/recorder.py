@@ -33,11 +33,21 @@ to ``now - lag`` is taken from the mixer on the loop and queued; the queue goes 
 thread as one job that appends every chunk to its WAV. ``lag`` covers reordering and the
 re-anchoring window, so the file trails the call by ``lag`` plus up to a second, and a SIGKILL
 loses at most that much: see ``wav.py`` for why the file is a valid WAV at every instant.
+
+No RTP, no file. A recording starts when the first audio of a call that carried RTP is handed
+to the writer: until a packet has reached the tap nothing is taken from the mixer (its
+buffers stay empty, so nothing accumulates), and a call that never carried RTP ends without
+creating, syncing or hashing a file — at high call rates the empty WAV of every unanswered or
+silent call cost more than the call's signalling. ``on_start`` is called on the loop just
+before that first audio is queued, so the owner can index the recording before any of it can
+reach the disk (see ``b2bua``); the first chunk still begins at the recording's ``start``, so
+the channels keep their alignment to the wall clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -86,13 +96,20 @@ class RecordingInfo(msgspec.Struct, kw_only=True):
 
 
 def _kinds(rtpmap: Mapping[int, str] | None) -> list[int]:
-    """Kind by second header byte: both marker values of each payload type, and RTCP-mux
-    packet types 200-204 (which land on marker + 72..76) as not-audio."""
+    """Kind by second header byte (read-only, shared by the recordings of one rtpmap)."""
+    return _kinds_of(tuple(sorted((rtpmap or {}).items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _kinds_of(rtpmap: tuple[tuple[int, str], ...]) -> list[int]:
+    """Both marker values of each payload type, and RTCP-mux packet types 200-204 (which land
+    on marker + 72..76) as not-audio. Cached: nearly every call offers the same rtpmap, and
+    building the table was a third of a recorder's creation."""
     kinds = [_OTHER] * 128
     kinds[0] = _ULAW
     kinds[8] = _ALAW
     kinds[13] = _SKIP
-    for pt, value in (rtpmap or {}).items():
+    for pt, value in rtpmap:
         name = value.partition("/")[0].strip().upper()
         kinds[pt] = {"PCMU": _ULAW, "PCMA": _ALAW, "TELEPHONE-EVENT": _SKIP, "CN": _SKIP}.get(
             name, _OTHER
@@ -329,9 +346,16 @@ class RecorderPool:
         lag: float = 1.0,
         fsync_interval: float | None = 10.0,
         rtpmap: Mapping[int, str] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> CallRecorder:
         return CallRecorder(
-            path, start=start, lag=lag, fsync_interval=fsync_interval, rtpmap=rtpmap, pool=self
+            path,
+            start=start,
+            lag=lag,
+            fsync_interval=fsync_interval,
+            rtpmap=rtpmap,
+            pool=self,
+            on_start=on_start,
         )
 
     def _join(self, rec: CallRecorder) -> None:
@@ -363,9 +387,10 @@ class RecorderPool:
         self._submit()
 
     def _take(self, rec: CallRecorder, until: float | None) -> None:
-        if rec.error is None:
+        if rec.error is None and (rec.started or rec.carried_media):
             data = rec.mixer.take(until)[1]
             if data:
+                rec._begin()
                 self._pending.append((rec, data))
 
     def _submit(self) -> None:
@@ -412,6 +437,8 @@ class CallRecorder:
     thread. ``close()`` writes the rest, syncs, hashes and returns :class:`RecordingInfo`. A
     write error (disk full) stops the recording, never the call: it is logged once and
     reported in ``RecordingInfo.error``. Without a ``pool`` the recorder gets one of its own.
+    A call that carried no RTP creates no file (``RecordingInfo.size`` 0, ``sha256`` empty);
+    ``on_start`` is called once, on the loop, before the first audio is written (module doc).
     """
 
     def __init__(
@@ -423,8 +450,11 @@ class CallRecorder:
         fsync_interval: float | None = 10.0,
         rtpmap: Mapping[int, str] | None = None,
         pool: RecorderPool | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.on_start = on_start
+        self.started = False  # audio has been queued for the file (it exists, or will)
         self.start = time.monotonic() if start is None else start
         self.lag = lag
         self.pool = pool if pool is not None else RecorderPool()
@@ -436,6 +466,20 @@ class CallRecorder:
         self._write_failed = False  # executor-side twin of ``error``
         self._joined = False
         self._closed = False
+
+    @property
+    def carried_media(self) -> bool:
+        """Whether any RTP packet (audio or not) has reached the tap."""
+        return any(s.packets or s.non_g711 for s in self.mixer.sides)
+
+    def _begin(self) -> None:
+        if not self.started:
+            self.started = True
+            if self.on_start is not None:
+                try:
+                    self.on_start()
+                except Exception:  # the owner's bookkeeping must not stop the recording
+                    log.exception("recording start callback failed", extra={"path": str(self.path)})
 
     @property
     def frames_written(self) -> int:
@@ -458,7 +502,8 @@ class CallRecorder:
             self.mixer.add(side, packets, arrivals)
 
     def flush(self, now: float) -> None:
-        """Flush now rather than on the pool's schedule: audio up to ``now - lag``."""
+        """Flush now rather than on the pool's schedule: audio up to ``now - lag`` (nothing
+        before the first RTP packet: see "No RTP, no file" in the module doc)."""
         if not self._closed:
             self.pool._take(self, now - self.lag)
             self.pool._submit()
@@ -480,8 +525,6 @@ class CallRecorder:
         error = self.error
         if error is None and not self._write_failed:
             try:
-                if self._writer is None:  # a call without media still gets its (empty) WAV
-                    self._append(b"")
                 for data in chunks:
                     self._append(data)
             except (OSError, ValueError) as exc:
@@ -495,8 +538,10 @@ class CallRecorder:
                 writer.close()
             except OSError as exc:
                 error = error or f"{type(exc).__name__}: {exc}"
-        size = self.path.stat().st_size if self.path.exists() else 0
-        digest = sha256_file(self.path) if size else ""
+        size = self.path.stat().st_size if writer is not None and self.path.exists() else 0
+        return self._info(frames, size, sha256_file(self.path) if size else "", error)
+
+    def _info(self, frames: int, size: int, digest: str, error: str | None) -> RecordingInfo:
         sides = self.mixer.sides
         return RecordingInfo(
             path=str(self.path),
@@ -513,13 +558,18 @@ class CallRecorder:
         )
 
     async def close(self) -> RecordingInfo:
-        """Write everything still held, close the file; path, duration, size, SHA-256."""
+        """Write everything still held, close the file; path, duration, size, SHA-256.
+
+        A call that carried no RTP returns at once: no file, no executor round trip."""
         self._closed = True
         chunks = self.pool._leave(self)
+        if not self.started and not self.carried_media:
+            return self._info(0, 0, "", self.error)
         await self.pool._drain()  # a job in flight may hold earlier chunks of ours
         if self.error is None:
             data = self.mixer.take(None)[1]
             if data:
+                self._begin()
                 chunks.append(data)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool._executor, self._finish, chunks)

@@ -1,10 +1,15 @@
 """CDRs, the recordings index and per-booth recording options: the SQL for calls.
 
 Times are Unix seconds (REAL) so range queries are plain comparisons; the API formats them.
+
+`write_batch` is the B2BUA's group commit: every CDR change and recording completion of one
+loop iteration in one transaction (a commit costs more than the statements it commits, see
+docs/b2bua.md "Durability"); the statements are built once, at import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -76,12 +81,62 @@ class CdrFilter(msgspec.Struct, kw_only=True):
     limit: int = 1000
 
 
-def _cdr_values(rec: CallRecord) -> dict[str, Any]:
-    values = {name: getattr(rec, name) for name in _CDR_COLUMNS}
-    for side in ("media_a", "media_b"):
-        media = values[side]
-        values[side] = _media.encode(media).decode() if media is not None else None
-    return values
+_UPSERT_CDR = (
+    f"INSERT INTO call_records ({', '.join(_CDR_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _CDR_COLUMNS)})"
+    " ON CONFLICT (call_ref) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CDR_COLUMNS if c != "call_ref")
+)
+_FINISH_RECORDING = (
+    "UPDATE recordings SET ended_at = ?, duration = ?, size = ?, sha256 = ?, state = ? WHERE id = ?"
+)
+
+
+def _media_text(media: LegMedia | None) -> str | None:
+    return _media.encode(media).decode() if media is not None else None
+
+
+def _cdr_row(rec: CallRecord) -> tuple[Any, ...]:
+    """The CDR's values in `_CDR_COLUMNS` order."""
+    return (
+        rec.call_ref,
+        rec.direction,
+        rec.contract_id,
+        rec.id_id,
+        rec.affiliation_id,
+        rec.booth,
+        rec.caller,
+        rec.callee,
+        rec.trunk,
+        rec.a_call_id,
+        rec.b_call_id,
+        rec.setup_at,
+        rec.ringing_at,
+        rec.answer_at,
+        rec.end_at,
+        rec.hangup_by,
+        rec.status,
+        rec.reason,
+        rec.codec_a,
+        rec.codec_b,
+        _media_text(rec.media_a),
+        _media_text(rec.media_b),
+        rec.recording_id,
+    )
+
+
+class RecordingEnd(msgspec.Struct, frozen=True):
+    """How a recording ended: what `finish_recording` writes to its index row."""
+
+    recording_id: int
+    ended_at: float
+    duration: float
+    size: int
+    sha256: str
+    state: str = "complete"
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.ended_at, self.duration, self.size, self.sha256, self.state, self.recording_id)
 
 
 class CallStore:
@@ -92,16 +147,14 @@ class CallStore:
 
     def save_cdr(self, rec: CallRecord) -> None:
         """Insert or update the CDR of ``rec.call_ref`` (one row per call)."""
-        values = _cdr_values(rec)
-        cols = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c != "call_ref")
+        self.write_batch([rec], [])
+
+    def write_batch(self, cdrs: Iterable[CallRecord], ends: Iterable[RecordingEnd]) -> None:
+        """Upsert *cdrs* and complete the recordings of *ends*, all in one transaction."""
+        conn = self.db.conn
         with self.db.transaction():
-            self.db.execute(
-                f"INSERT INTO call_records ({cols}) VALUES ({marks})"
-                f" ON CONFLICT (call_ref) DO UPDATE SET {updates}",
-                list(values.values()),
-            )
+            conn.executemany(_UPSERT_CDR, [_cdr_row(rec) for rec in cdrs])
+            conn.executemany(_FINISH_RECORDING, [end.row() for end in ends])
 
     @staticmethod
     def _cdr(row: dict[str, Any]) -> CallRecord:
@@ -216,12 +269,8 @@ class CallStore:
         sha256: str,
         state: str = "complete",
     ) -> None:
-        with self.db.transaction():
-            self.db.execute(
-                "UPDATE recordings SET ended_at = ?, duration = ?, size = ?, sha256 = ?,"
-                " state = ? WHERE id = ?",
-                (ended_at, duration, size, sha256, state, recording_id),
-            )
+        end = RecordingEnd(recording_id, ended_at, duration, size, sha256, state)
+        self.write_batch([], [end])
 
     def unfinished_recordings(self) -> list[Recording]:
         rows = self.db.query("SELECT * FROM recordings WHERE state = 'recording' ORDER BY id")
