@@ -31,6 +31,7 @@ from outbound_pro.registrar.core import Registrar
 from outbound_pro.registrar.endpoint import RegistrarEndpoint
 from outbound_pro.registrar.keepalive import start_keepalive
 from outbound_pro.rtp.relay import RelayConfig, RelayEngine
+from outbound_pro.runtime import tune_gc
 from outbound_pro.sip.router import Router
 from outbound_pro.sip.stack import SipStack
 from outbound_pro.sip.timers import TimerConfig
@@ -102,6 +103,7 @@ class Server:
             tcp_port=sip.tcp_port,
             tls_port=sip.tls_port,
             tls=self.tls_context,
+            udp_receive_buffer=sip.udp_receive_buffer,
         )
         log.info("sip listening", extra={"ports": self.sip.bound_ports()})
         reg = self.config.registrar
@@ -219,6 +221,7 @@ async def serve(config: Config) -> None:
     setup_logging(config.log_level)
     server = Server(config)
     await server.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,10 @@ class SipConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_headers: int = 256
     tcp_idle_timeout: float = 300.0
     server_header: str = "Outbound-Pro"
+    # SO_RCVBUF of the UDP socket, bytes (0: the kernel's default, 208 KiB on Linux). The queue
+    # absorbs the event loop's pauses: at a few hundred calls/s the default holds only tens of
+    # milliseconds of datagrams, and a dropped response becomes a timeout (benchmarks/README.md)
+    udp_receive_buffer: int = 4 << 20
 
 
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -97,6 +97,54 @@ def test_a_new_id_reusing_a_revoked_login_registers(
     assert status(register(reg, Phone())) == 401
 
 
+def test_a_cached_login_follows_a_new_sip_password_at_once(
+    reg: Registrar, w: World, cli: AccountService
+) -> None:
+    phone = Phone()
+    assert status(register(reg, phone)) == 200
+    statements: list[str] = []
+    w.db.conn.set_trace_callback(statements.append)
+    try:
+        assert status(register(reg, phone)) == 200
+    finally:
+        w.db.conn.set_trace_callback(None)
+    assert not any("JOIN ids" in sql for sql in statements)  # the ID came from memory
+    cli.set_sip_password(CONSOLE, booth01_id(cli), "Sip-Secret-2024!x")
+    assert status(register(reg, phone)) == 401  # the old secret stopped working at once
+    phone.password = "Sip-Secret-2024!x"
+    assert status(register(reg, phone)) == 200
+
+
+def test_an_aors_rows_come_from_memory_until_another_writer_changes_them(
+    tmp_path: Path, reg: Registrar, w: World
+) -> None:
+    phone = Phone()
+    register(reg, phone, contacts=["<sip:booth01@10.0.0.5:5062>"])
+    statements: list[str] = []
+    w.db.conn.set_trace_callback(statements.append)
+    try:
+        out = register(reg, phone, contacts=["<sip:booth01@10.0.0.6:5062>"])
+    finally:
+        w.db.conn.set_trace_callback(None)
+    assert not any("SELECT" in sql and "sip_bindings" in sql for sql in statements)
+    assert out.response is not None and len(out.response.get_all("contact")) == 2
+    other = open_database(tmp_path / "db.sqlite3")  # the CLI, or a second server process
+    try:
+        other.execute("DELETE FROM sip_bindings WHERE contact LIKE '%10.0.0.5%'")
+    finally:
+        other.close()
+    out = register(reg, phone, contacts=["<sip:booth01@10.0.0.7:5062>"])
+    assert out.response is not None
+    assert [c.split(";")[0] for c in out.response.get_all("contact")] == [
+        "<sip:booth01@10.0.0.6:5062>",
+        "<sip:booth01@10.0.0.7:5062>",
+    ]
+    w.db.execute("DELETE FROM sip_bindings")  # the expiry purge or the API, same connection
+    out = register(reg, phone, contacts=["<sip:booth01@10.0.0.8:5062>"])
+    assert out.response is not None
+    assert out.response.get_all("contact") == ["<sip:booth01@10.0.0.8:5062>;expires=3600"]
+
+
 def test_own_binding_writes_keep_the_cache(reg: Registrar, w: World) -> None:
     register(reg, Phone())
     # A REGISTER's own write was absorbed: nothing changed that the look-up depends on.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -378,3 +379,17 @@ def test_unknown_domain_is_challenged_like_any_other(reg: Registrar) -> None:
     out = reg.handle_register(msg, SRC, "udp", T0)
     assert out.response and out.response.status == 401
     assert 'realm="unknown.local"' in out.response.get_all("www-authenticate")[0]
+
+
+def test_nonces_are_unique_and_share_few_random_draws() -> None:
+    """Challenges cut their salt from a pool: one draw of random bytes serves 512 of them."""
+    draws: list[int] = []
+
+    def random_bytes(n: int) -> bytes:
+        draws.append(n)
+        return os.urandom(n)
+
+    auth = DigestAuthenticator(b"k" * 32, random_bytes=random_bytes)
+    nonces = {auth.make_nonce(DOMAIN, T0) for _ in range(600)}
+    assert len(nonces) == 600 and len(draws) == 2
+    assert all(auth.nonce_time(n, DOMAIN) == T0 for n in nonces)

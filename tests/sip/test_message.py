@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from outbound_pro.sip.errors import SipParseError
-from outbound_pro.sip.headers import NameAddr, Via, parse_name_addr, split_commas
+from outbound_pro.sip.headers import NameAddr, Via, parse_name_addr, parse_via, split_commas
 from outbound_pro.sip.message import (
     Request,
     Response,
@@ -440,22 +440,51 @@ def test_make_request_and_ack_and_cancel():
     assert "Require" not in cancel.headers and cancel.body == b""
 
 
-def test_stamp_received_and_response_address():
+def _response_top_via(request: Request) -> Via:
+    wire = parse_message(make_response(request, 200, to_tag="t").to_bytes())
+    assert isinstance(wire, Response)
+    return wire.top_via
+
+
+def test_stamp_received_reaches_the_responses_top_via_only():
     m = invite()
     stamp_received(m, "203.0.113.7", 40000)
-    top = m.top_via
+    assert m.top_via.received is None  # the request itself is left as it arrived
+    top = _response_top_via(m)
     assert top.received == "203.0.113.7" and top.rport == 40000
     assert top.response_address() == ("203.0.113.7", 40000)
-    assert len(m.vias) == 2
+    assert top.branch == "z9hG4bK776asdhds"
+    assert len(parse_message(make_response(m, 180).to_bytes()).vias) == 2
     plain = parse_message(INVITE.replace(b";rport", b""))
     assert isinstance(plain, Request)
     stamp_received(plain, "203.0.113.7", 40000)
-    assert plain.top_via.received == "203.0.113.7" and plain.top_via.rport is None
-    assert plain.top_via.response_address() == ("203.0.113.7", 5060)
+    top = _response_top_via(plain)
+    assert top.received == "203.0.113.7" and top.rport is None
+    assert top.response_address() == ("203.0.113.7", 5060)
     same = parse_message(INVITE.replace(b"pc33.atlanta.example.com;", b"203.0.113.7;", 1))
     assert isinstance(same, Request)
     stamp_received(same, "203.0.113.7", 5060)
-    assert same.top_via.received == "203.0.113.7"  # rport was requested
+    assert _response_top_via(same).received == "203.0.113.7"  # rport was requested
+    nat = parse_message(INVITE.replace(b"pc33.atlanta.example.com;", b"203.0.113.7;", 1))
+    assert isinstance(nat, Request)
+    nat.headers.set("Via", "SIP/2.0/UDP 203.0.113.7:5062;branch=z9hG4bKnat")
+    stamp_received(nat, "203.0.113.7", 5062)  # sent-by is the source, no rport: untouched
+    assert str(_response_top_via(nat)) == "SIP/2.0/UDP 203.0.113.7:5062;branch=z9hG4bKnat"
+
+
+def test_stamping_a_combined_via_line_touches_only_the_first_value():
+    m = invite()
+    m.headers.set("Via", "SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport, SIP/2.0/UDP b;branch=x")
+    stamp_received(m, "198.51.100.1", 7000)
+    response = make_response(m, 200, to_tag="t")
+    assert response.get_all("Via") == [
+        "SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport=7000;received=198.51.100.1",
+        "SIP/2.0/UDP b;branch=x",
+    ]
+    m.headers.set("Via", "SIP/2.0/UDP c.example.com;branch=z9hG4bK2")  # changed: stamped anew
+    assert make_response(m, 200).get("Via") == (
+        "SIP/2.0/UDP c.example.com;branch=z9hG4bK2;received=198.51.100.1"
+    )
 
 
 def test_acks_are_never_answered():
@@ -478,35 +507,22 @@ def test_acks_are_never_answered():
     assert info.value.status is None and info.value.response() is None
 
 
-def test_stamp_received_rewrites_the_top_via_line_in_place():
-    """Stamping edits the one top Via line and keeps the other parsed headers cached."""
+def test_stamp_received_keeps_the_request_and_its_parsed_headers():
+    """Stamping only records the source: nothing parsed is dropped or parsed again."""
     m = invite()
-    from_ = m.from_
+    from_, top = m.from_, m.top_via
+    wire = m.to_bytes()
     stamp_received(m, "203.0.113.7", 40000)
-    assert m.from_ is from_  # hot-path cache survived the stamp
-    assert m.top_via.received == "203.0.113.7" and m.top_via.rport == 40000
-    assert m.get_all("Via")[0] == str(m.top_via) and len(m.vias) == 2
-    assert m.vias[0] is m.top_via
-    assert m.headers.count("Via") == 2  # still two lines, nothing split or reordered
-    again = parse_message(m.to_bytes())
-    assert isinstance(again, Request) and again.top_via == m.top_via
-
-
-def test_stamp_received_splits_a_multi_value_top_line():
-    data = INVITE.replace(b";rport\r\n", b";rport, SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx\r\n", 1)
-    m = parse_message(data)
-    assert isinstance(m, Request)
-    stamp_received(m, "203.0.113.7", 40000)
-    assert m.top_via.rport == 40000 and m.vias[1].host == "192.0.2.9"
-    assert [v.host for v in m.vias][1:] == [v.host for v in parse_message(data).vias][1:]
+    assert m.from_ is from_ and m.top_via is top and m.received_from == ("203.0.113.7", 40000)
+    assert m.to_bytes() == wire
 
 
 def test_make_response_reuses_parsed_request_headers():
     m = invite()
     stamp_received(m, "203.0.113.7", 40000)
     r = make_response(m, 200, to_tag="abc", headers=[("Allow", "  INVITE ")])
-    assert r.top_via is m.top_via
     assert r.top_via.response_address() == ("203.0.113.7", 40000)
+    assert make_response(m, 180).get_all("Via")[0] == r.get_all("Via")[0]  # stamped once
     assert r.to.tag == "abc" and r.get("Allow") == "INVITE"
     to_line = b'To: "Bob, the builder" <sip:bob@biloxi.example.com>'
     in_dialog = parse_message(INVITE.replace(to_line, to_line + b";tag=abc", 1))
@@ -538,3 +554,16 @@ def test_error_response_to_a_bad_request_carries_a_stable_to_tag() -> None:
         responses.append(response)
     assert responses[0].to_tag
     assert responses[0].to_tag == responses[1].to_tag
+
+
+def test_stamped_via_keeps_parameter_spelling_and_order():
+    plain = parse_via("SIP/2.0/UDP a.example.com;RPORT;branch=z9hG4bKx")
+    assert plain.stamped("192.0.2.1", 9) == (
+        "SIP/2.0/UDP a.example.com;RPORT=9;branch=z9hG4bKx;received=192.0.2.1"
+    )
+    spaced = parse_via("SIP/2.0/UDP a.example.com ; branch=z9hG4bKx ; rport")  # general grammar
+    again = parse_via(spaced.stamped("192.0.2.1", 9))
+    assert (again.branch, again.rport, again.received) == ("z9hG4bKx", 9, "192.0.2.1")
+    assert parse_via("SIP/2.0/UDP 192.0.2.1:9;branch=z9hG4bKx").stamped("192.0.2.1", 9) == (
+        "SIP/2.0/UDP 192.0.2.1:9;branch=z9hG4bKx"
+    )

@@ -126,9 +126,12 @@ def test_non_2xx_final_is_acked_by_the_transaction_and_timer_d_absorbs_retransmi
     again = layer.receive(busy, PEER, 2.0)
     assert [a.data for a in transmits(again)] == [ack.data]  # ACK resent ...
     assert not any(isinstance(a, ResponseReceived) for a in again)  # ... TU not bothered
-    seen = run_clock(layer, 40)
-    assert [(t, type(a)) for t, a in seen] == [(33.0, Terminated)]
-    assert len(layer) == 0
+    assert layer.receive(response_to(req, 200), PEER, 3.0) == []  # a late 2xx is absorbed
+    assert run_clock(layer, 32.9) == [] and len(layer) == 1
+    assert [a.data for a in transmits(layer.receive(busy, PEER, 32.9))] == [ack.data]
+    assert run_clock(layer, 40) == []  # Timer D ends the transaction without telling anyone
+    assert len(layer) == 0 and layer.next_deadline() is None
+    assert [type(a) for a in layer.receive(busy, PEER, 41.0)] == [Discarded]
 
 
 def test_reliable_transport_has_no_retransmits_and_no_timer_d():
@@ -188,7 +191,8 @@ def test_timer_e_uses_t2_in_proceeding_and_timer_k_after_final():
     assert txn.state is State.COMPLETED
     assert layer.receive(response_to(req, 200), PEER, 6.0) == []  # absorbed
     assert layer.next_deadline() == pytest.approx(8.0)  # K = T4
-    assert [type(a) for _, a in run_clock(layer, 10)] == [Terminated]
+    assert run_clock(layer, 10) == [] and len(layer) == 0
+    assert [type(a) for a in layer.receive(response_to(req, 200), PEER, 10.0)] == [Discarded]
 
 
 def test_client_transport_error_is_a_503_for_the_tu():
@@ -257,8 +261,9 @@ def test_ack_confirms_and_timer_i_absorbs_ack_retransmissions():
     assert txn.state is State.CONFIRMED
     assert layer.receive(ack, PEER, 0.4) == []
     assert layer.receive(req, PEER, 0.5) == []
-    seen = run_clock(layer, 100)
-    assert [(t, type(a)) for t, a in seen] == [(pytest.approx(5.3), Terminated)]  # I = T4
+    assert layer.next_deadline() == pytest.approx(5.3)  # I = T4
+    assert run_clock(layer, 100) == [] and len(layer) == 0
+    assert [type(a) for a in layer.receive(ack, PEER, 6.0)] == [RequestReceived]  # to the TU
 
 
 def test_server_invite_reliable_has_no_timer_g_and_no_timer_i():
@@ -325,11 +330,32 @@ def test_server_non_invite_trying_proceeding_completed_and_timer_j():
     assert txn.state is State.PROCEEDING
     assert [a.message for a in transmits(layer.receive(req, PEER, 0.3))] == [provisional]
     ok = make_response(req, 200, to_tag="s")
-    layer.send_response(txn, ok, 1.0)
+    (sent,) = transmits(layer.send_response(txn, ok, 1.0))
     assert txn.state is State.COMPLETED
-    assert [a.message for a in transmits(layer.receive(req, PEER, 2.0))] == [ok]
-    seen = run_clock(layer, 100)
-    assert [(t, type(a)) for t, a in seen] == [(33.0, Terminated)]  # J = 64*T1
+    again = transmits(layer.receive(req, PEER, 2.0))
+    assert [(a.data, a.target) for a in again] == [(ok.to_bytes(), PEER)]
+    assert layer.next_deadline() == 33.0  # J = 64*T1
+    assert run_clock(layer, 32.9) == []
+    assert [a.data for a in transmits(layer.receive(req, PEER, 32.9))] == [sent.data]
+    assert run_clock(layer, 100) == [] and len(layer) == 0
+    assert [type(a) for a in layer.receive(req, PEER, 100.0)] == [RequestReceived]  # a new one
+
+
+def test_completed_transactions_keep_only_bytes_and_expire_in_order():
+    """Thousands of transactions waiting out Timer J hold no request and no timer each."""
+    layer = TransactionLayer()
+    requests = [request("OPTIONS", branch=f"z9hG4bKmany{i}") for i in range(100)]
+    for i, req in enumerate(requests):
+        txn, _ = new_server(layer, req, now=i * 0.1)
+        layer.send_response(txn, make_response(req, 200, to_tag="s"), i * 0.1)
+    assert len(layer) == 100 and not layer._heap
+    assert all(type(entry) is tuple for entry in layer._transactions.values())
+    assert layer.next_deadline() == pytest.approx(32.0)
+    layer.timeout(32.0 + 4.95)  # the first 50 (answered at 0.0 .. 4.9) expire together
+    assert len(layer) == 50
+    assert layer.next_deadline() == pytest.approx(37.0)
+    assert transmits(layer.receive(requests[50], PEER, 36.96))
+    assert [type(a) for a in layer.receive(requests[49], PEER, 36.96)] == [RequestReceived]
 
 
 def test_server_non_invite_reliable_terminates_on_final():

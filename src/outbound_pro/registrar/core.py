@@ -18,10 +18,13 @@ Order of checks, and why:
 
 Cost, because every phone re-registers every few minutes and a site restart makes them all
 do it at once (benchmarks/README.md, "Registrar"): a challenge touches no database; an
-authenticated REGISTER is one write transaction that finds the ID and its contract (one
-indexed query, `SipLogins`), reads the AOR's bindings, upserts the contact and commits before
-the 200 is built. Each header is parsed once (the To of the stack's hot-path parse is reused),
-and the 200's Contact list is computed from what was just written rather than read back.
+authenticated REGISTER is one write transaction that finds the ID and its contract
+(`SipLogins`), reads the AOR's bindings (`RegistrarStore.bindings_of`), upserts the contact
+and commits before the 200 is built. Both reads come from memory while no other writer has
+touched the database, which `ChangeWatch` checks inside that transaction; after the commit
+the store is handed the AOR's rows as written (`RegisterResult.written`). Each header is
+parsed once (the To and the Contacts of the stack's parse are reused), and the 200's Contact
+list is computed from what was just written rather than read back.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from outbound_pro.accounts.throttle import AuthGuard, Level, RateLimiter
 from outbound_pro.config import RegistrarConfig as RegistrarLimits
 from outbound_pro.registrar.model import Binding, BindingChange
 from outbound_pro.sip.errors import SipParseError
-from outbound_pro.sip.headers import Headers, parse_cseq, parse_name_addr
+from outbound_pro.sip.headers import Headers, NameAddr, parse_cseq, parse_name_addr
 from outbound_pro.sip.message import Request, Response, make_response
 from outbound_pro.sip.uri import SipUri, Uri, parse_uri
 from outbound_pro.store.accounts import AccountsStore, SipLogins
@@ -77,6 +80,13 @@ class RegisterRequest:
             raise _Reject(400, "Missing Call-ID or CSeq")
         return call_id, parse_cseq(cseq_value)[0]
 
+    def contacts(self, values: list[str]) -> list[NameAddr]:
+        """The Contact values (*values*, the header's list) parsed: the message's own parse
+        when there is one, which validation already did and cached."""
+        if self.message is not None:
+            return self.message.contacts
+        return [parse_name_addr(value, "Contact") for value in values]
+
     def to_uri(self) -> Uri:
         if self.message is not None:
             return self.message.to.uri
@@ -95,6 +105,8 @@ class RegisterResult:
     headers: list[tuple[str, str]] = field(default_factory=list)
     changes: list[BindingChange] = field(default_factory=list)
     id_id: int | None = None
+    written: tuple[int, str, tuple[Binding, ...]] | None = None
+    """The ID, AOR and the AOR's rows after this REGISTER's write, once it is committed."""
 
     @property
     def dropped(self) -> bool:
@@ -291,8 +303,11 @@ class Registrar:
             result = self._authenticated(
                 request, creds, aor_uri, realm, ident, source, transport, now, user_agent
             )
-        # This connection's own binding writes cannot change an ID: keep `SipLogins`' cache.
+        # This connection's own binding writes cannot change an ID: keep `SipLogins`' cache,
+        # and the store's copy of the AOR's rows is what was just committed.
         self.logins.watch.absorb()
+        if result.written is not None:
+            self.store.remember(*result.written)
         return result
 
     def _authenticated(
@@ -337,7 +352,7 @@ class Registrar:
             raise _Reject(403, "Forbidden (AOR is not this ID's)")
         aor = f"sip:{aor_user}@{realm}"
         result = self._update_bindings(
-            request, aor, login.contract_id, login.id, source, transport, now
+            request, aor, login.contract_id, login.id, source, transport, now, user_agent
         )
         result.id_id = login.id
         return result
@@ -369,6 +384,7 @@ class Registrar:
         source: tuple[str, int],
         transport: str,
         now: float,
+        user_agent: str,
     ) -> RegisterResult:
         """Apply the Contacts, inside the caller's write transaction.
 
@@ -379,7 +395,7 @@ class Registrar:
         headers = request.headers
         call_id, cseq = request.call_id_and_cseq()
         header_expires = self._expires(headers.get("expires"), "Expires")
-        user_agent = (headers.get("user-agent") or "")[:200]
+        user_agent = user_agent[:200]
         existing = self.store.bindings_of(id_id, aor)
         values = headers.get_all("contact")
 
@@ -393,7 +409,11 @@ class Registrar:
                 raise _Reject(400, "CSeq out of order")
             self.store.write((), existing)
             return RegisterResult(
-                200, "OK", self._date(now), [BindingChange("removed", b) for b in existing]
+                200,
+                "OK",
+                self._date(now),
+                [BindingChange("removed", b) for b in existing],
+                written=(id_id, aor, ()),
             )
 
         upserts: list[Binding] = []
@@ -401,8 +421,7 @@ class Registrar:
         changes: list[BindingChange] = []
         by_contact = {b.contact: b for b in existing}
         parsed_existing: list[tuple[Uri | None, Binding]] | None = None
-        for value in values:
-            contact = parse_name_addr(value, "Contact")
+        for contact in request.contacts(values):
             uri = contact.uri
             if not isinstance(uri, SipUri):
                 raise _Reject(400, "Contact must be a sip: or sips: URI")
@@ -462,7 +481,10 @@ class Registrar:
             after.pop(b.contact, None)
         for b in upserts:
             after[b.contact] = b
-        return RegisterResult(200, "OK", self._contact_headers(after.values(), now), changes)
+        rows = tuple(after.values())
+        return RegisterResult(
+            200, "OK", self._contact_headers(rows, now), changes, written=(id_id, aor, rows)
+        )
 
     @staticmethod
     def _q(text: str | None) -> float:

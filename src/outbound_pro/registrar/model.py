@@ -7,12 +7,14 @@ from typing import Protocol
 import msgspec
 
 
-class Binding(msgspec.Struct, frozen=True):
+class Binding(msgspec.Struct, frozen=True, gc=False):
     """One registered contact of a user ID (RFC 3261 §10).
 
     ``source_*`` and ``transport`` are where the REGISTER really came from: behind NAT the
     Contact URI holds a private address, so requests to the phone go to the source (the
-    ``received``/``rport`` pair) over the same transport.
+    ``received``/``rport`` pair) over the same transport. Only scalars, so never part of a
+    cycle: ``gc=False`` keeps the registrar's in-memory copy of the rows out of the cycle
+    collector's walks.
     """
 
     contract_id: int

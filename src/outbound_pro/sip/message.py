@@ -477,7 +477,7 @@ class Message(ABC):
         lines = [self._start_line()]
         length = str(len(self.body))
         seen = False
-        for (key, name), value in self.headers._fields:
+        for (key, name), value in self.headers._all():
             if key == "content-length":
                 if seen:
                     continue
@@ -494,9 +494,13 @@ class Message(ABC):
 
 
 class Request(Message):
-    """A SIP request.  ``uri`` is parsed on first access; ``uri_text`` is what arrived."""
+    """A SIP request.  ``uri`` is parsed on first access; ``uri_text`` is what arrived.
 
-    __slots__ = ("_uri", "method", "uri_text")
+    ``received_from`` is the packet's source address once a server transport recorded it
+    (:func:`stamp_received`); responses built from the request carry it in their top Via.
+    """
+
+    __slots__ = ("_uri", "method", "received_from", "uri_text")
 
     def __init__(
         self,
@@ -518,6 +522,7 @@ class Request(Message):
         self._body = body
         self._rest = b""
         self.version = version
+        self.received_from: tuple[str, int] | None = None
 
     def _adapt(self, err: SipParseError) -> SipParseError:
         if err.partial is None:
@@ -671,6 +676,7 @@ def _parse_request(
         req.method = method
         req.uri_text = uri_text
         req._uri = None
+        req.received_from = None
         req.version = version
         req.headers = headers
         req._body = None
@@ -860,7 +866,10 @@ def make_response(
     src = request.headers
     raw = src._raw_key
     cache = src._cache
-    out: list[Field] = [(_VIA, v) for v in raw("via")]
+    vias = raw("via")
+    if request.received_from is not None and vias:
+        vias = (_stamped_top_line(request, vias[0], *request.received_from), *vias[1:])
+    out: list[Field] = [(_VIA, v) for v in vias]
     if 100 < status < 300 and request.method in _DIALOG_CREATING:
         out += [(_RECORD_ROUTE, v) for v in raw("record-route")]
     out += [(_FROM, v) for v in raw("from")]
@@ -888,11 +897,6 @@ def make_response(
     out += [(canonical_name(name), str(value).strip(" \t")) for name, value in headers]
     fields = Headers._from_fields(out)
     fields._clean = True  # copied values were stripped when read, extra ones just now
-    top = cache.get("via:top")
-    if type(top) is Via:
-        # The response's Via lines are the request's, so its top Via parses to the same
-        # value; sharing it saves the transport a parse to find where the response goes.
-        fields._cache["via:top"] = top
     return Response(status, reason, fields, body)
 
 
@@ -984,43 +988,32 @@ def build_cancel(invite: Request) -> Request:
 
 
 def stamp_received(request: Request, host: str, port: int) -> None:
-    """Record the packet's source in the top Via, as a server transport must (§18.2.1).
+    """Record the packet's source, as a server transport must (§18.2.1, RFC 3581 §4).
 
-    ``received`` is added when sent-by differs from the source address, and always when the
-    client asked for ``rport`` (RFC 3581 §4), which is then filled with the source port.
+    Recorded, not written: every response built from the request by :func:`make_response`
+    carries ``received`` (when sent-by differs from the source address, and always when the
+    client asked for ``rport``) and ``rport`` filled with the source port in its top Via.  The
+    request's own Via line stays as it arrived, since this B2BUA never forwards a request;
+    rewriting it on receipt cost a Via rebuild per request, retransmissions and requests that
+    are never answered included.  Where a response is sent is the transport's business (it
+    knows the source), so nothing reads the stamped Via back.
     """
-    via = request.top_via
-    bare = via.host[1:-1] if via.host.startswith("[") else via.host
-    updates: dict[str, str | None] = {}
-    if via.has_rport:
-        updates["rport"] = str(port)
-        updates["received"] = host
-    elif bare != host:
-        updates["received"] = host
-    if not updates:
-        return
-    stamped = via.with_params(**updates)
-    headers = request.headers
-    fields = headers._all()
-    i = next((n for n, field in enumerate(fields) if field[0][0] == "via"), -1)
-    if i < 0:  # top_via above found a Via line, so this cannot happen
-        raise SipParseError(400, "Missing Via header")
-    info, value = fields[i]
-    if "," in value:
-        # Several values on the top line: split it as a proxy would (rare, not worth more).
-        headers.pop_first("Via")
-        headers.prepend("Via", stamped)
-        return
-    # The usual single-value line: rewrite that line in place and keep every parsed header,
-    # instead of re-splitting the line list and re-parsing the hot headers afterwards.
-    text = str(stamped)
-    fields[i] = (info, text)
-    first = headers._first
-    if first is not None:
-        first["via"] = text
-    index = headers._index
-    if index is not None:
-        index["via"] = (text, *index["via"][1:])
-    cache = headers._cache
-    cache["via:top"] = stamped
-    cache.pop("via", None)
+    request.received_from = (host, port)
+
+
+def _stamped_top_line(request: Request, line: str, host: str, port: int) -> str:
+    """*line* (the request's first Via line) with the top value stamped; computed once per
+    request and kept in the header cache, which drops it if the Via header changes."""
+    cache = request.headers._cache
+    stamped = cache.get("via:stamped")
+    if stamped is not None:
+        return stamped  # type: ignore[no-any-return]
+    try:
+        stamped = request.top_via.stamped(host, port)
+    except SipParseError:
+        return line  # an error response for an unreadable Via: copy it as it came
+    if "," in line:
+        # Several values on the top line: only the first is ours to stamp.
+        stamped = ", ".join([stamped, *split_commas(line)[1:]])
+    cache["via:stamped"] = stamped
+    return stamped

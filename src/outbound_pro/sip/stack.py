@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from outbound_pro.metrics import Registry
 from outbound_pro.sip.errors import SipParseError
@@ -49,16 +48,19 @@ from outbound_pro.sip.validate import validate_request
 log = logging.getLogger("outbound_pro.sip")
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """Where a request came from: the socket it arrived on and the peer address.
 
     It is the server transaction's target, so responses leave by the same listener (or the same
-    connection) they arrived on, as §18.2.2 wants.
+    connection) they arrived on, as §18.2.2 wants.  *reply_to* is where responses go over UDP
+    (see :func:`reply_address`), worked out once when the request arrives, so neither the
+    responses nor their retransmissions are read again to route them.  A named tuple: one is
+    made per request, and a frozen dataclass cost twice as much to build.
     """
 
     via: UdpListener | StreamConnection
     address: Address
+    reply_to: Address | None = None
 
     @property
     def kind(self) -> str:
@@ -87,14 +89,21 @@ class TransactionUser(Protocol):
     def server_timed_out(self, transaction: ServerTransaction) -> None: ...
 
 
-def _is_ip(host: str) -> bool:
-    """True for an IPv4/IPv6 literal. ``inet_pton`` is C; ``ipaddress`` cost ~2 µs per response."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def reply_address(message: Request | Response, address: Address) -> Address:
+    """Where a UDP response to a request from *address* goes (§18.2.2, RFC 3581 §4).
+
+    The host is always the packet's source: the server transport adds ``received`` whenever
+    sent-by differs from it, and ``received`` wins (a sent-by name is never resolved here, as
+    a DNS lookup per datagram would be an amplifier).  The port is the source port when the
+    client asked for ``rport``, else the sent-by port (5060 by default).  ``maddr`` is
+    ignored: this server never answers to multicast groups.  A Via that cannot be read (an
+    error answered from a partial request) sends the answer back to where the packet came from.
+    """
     try:
-        socket.inet_pton(family, host)
-    except OSError:
-        return False
-    return True
+        via = message.top_via
+        return address if via.has_rport else (address[0], via.port or 5060)
+    except SipParseError:
+        return address
 
 
 class SipStack:
@@ -151,10 +160,11 @@ class SipStack:
         tcp_port: int | None = None,
         tls_port: int | None = None,
         tls: ssl.SSLContext | None = None,
+        udp_receive_buffer: int = 0,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         if udp_port is not None:
-            self.udp = await open_udp(self, host, udp_port)
+            self.udp = await open_udp(self, host, udp_port, udp_receive_buffer)
         streams = [("tcp", tcp_port, None), ("tls", tls_port, tls)]
         for kind, port, ctx in streams:
             if port is None or (kind == "tls" and ctx is None):
@@ -195,11 +205,11 @@ class SipStack:
 
     def datagram_received(self, data: bytes, source: Address, listener: UdpListener) -> None:
         self._received.inc(1, "udp")
-        self._incoming(data, Source(listener, source))
+        self._incoming(data, listener, source)
 
     def stream_message_received(self, data: bytes, conn: StreamConnection) -> None:
         self._received.inc(1, conn.kind)
-        self._incoming(data, Source(conn, conn.peer))
+        self._incoming(data, conn, conn.peer)
 
     def stream_framing_error(self, error: SipParseError, conn: StreamConnection) -> None:
         """The stream lost sync (RFC 4475 ncl/mcl01): answer if addressable, then close."""
@@ -208,38 +218,39 @@ class SipStack:
         if response is not None:
             conn.send(response.to_bytes())
 
-    def _incoming(self, data: bytes, source: Source) -> None:
+    def _incoming(self, data: bytes, via: UdpListener | StreamConnection, address: Address) -> None:
         try:
             message = parse_message(data, max_size=self.max_size, max_headers=self.max_headers)
         except SipParseError as err:
-            self._reject(err, source)
+            self._reject(err, via, address)
             return
-        if isinstance(message, Request):
-            try:
-                stamp_received(message, source.address[0], source.address[1])
-            except SipParseError as err:
-                self._reject(err, source)
-                return
-            try:
-                problem = validate_request(message)
-            except SipParseError as err:
-                self._rejected.inc(1, "dropped")
-                log.debug("dropped request", extra={"reason": err.reason})
-                return
-            if problem is not None:
-                self._rejected.inc(1, str(problem.status))
-                self._route_response(problem, source)
-                return
-        actions = self.layer.receive(message, source, self.clock(), reliable=source.reliable)
-        self._run(actions, source)
+        if type(message) is Response:  # not isinstance: Message is an ABC, which is slower
+            self._run(self.layer.receive(message, None, self.clock()))
+            return
+        reliable = via.reliable
+        source = Source(via, address, None if reliable else reply_address(message, address))
+        stamp_received(message, address[0], address[1])
+        try:
+            problem = validate_request(message)
+        except SipParseError as err:
+            self._rejected.inc(1, "dropped")
+            log.debug("dropped request", extra={"reason": err.reason})
+            return
+        if problem is not None:
+            self._rejected.inc(1, str(problem.status))
+            self._reply(source, problem.to_bytes())
+            return
+        self._run(self.layer.receive(message, source, self.clock(), reliable=reliable), source)
 
-    def _reject(self, err: SipParseError, source: Source) -> None:
+    def _reject(
+        self, err: SipParseError, via: UdpListener | StreamConnection, address: Address
+    ) -> None:
         response = err.response()
         if response is None:
             self._rejected.inc(1, "dropped")
             return
         self._rejected.inc(1, str(err.status))
-        self._route_response(response, source)
+        self._reply(Source(via, address, reply_address(response, address)), response.to_bytes())
 
     # -- actions out
 
@@ -265,30 +276,21 @@ class SipStack:
         self._rearm()
 
     def _transmit(self, action: Transmit) -> None:
+        """A server transaction's target is the request's :class:`Source` (so this is a
+        response), a client transaction's a :class:`Destination`."""
         self._sent.inc()
         target = action.target
-        if isinstance(action.message, Response) and isinstance(target, Source):
-            self._route_response(action.message, target, action.data)
+        if isinstance(target, Source):
+            self._reply(target, action.data)
         elif isinstance(target, Destination):
             self._send_to(target, action.data)
 
-    def _route_response(
-        self, response: Response, source: Source, data: bytes | None = None
-    ) -> None:
-        """§18.2.2: reliable transports answer on the connection; UDP by Via and rport."""
-        payload = data if data is not None else response.to_bytes()
+    def _reply(self, source: Source, data: bytes) -> None:
+        """§18.2.2: reliable transports answer on the connection; UDP to ``reply_to``."""
         if source.reliable:
-            source.via.send(payload)
-            return
-        try:
-            host, port = response.top_via.response_address()
-        except SipParseError:
-            host, port = source.address
-        if not _is_ip(host):
-            # A sent-by name with no `received` (an error answered before stamping): the packet's
-            # source is where the client is, and a DNS lookup per bad datagram is an amplifier.
-            host = source.address[0]
-        source.via.send(payload, (host, port))
+            source.via.send(data)
+        else:
+            source.via.send(data, source.reply_to or source.address)
 
     def _send_to(self, destination: Destination, data: bytes) -> None:
         if destination.kind == "udp":
@@ -329,7 +331,7 @@ class SipStack:
 
     def respond_stateless(self, response: Response, source: Source) -> None:
         """Answer a request that has no server transaction (the 2xx-ACK has none to answer)."""
-        self._route_response(response, source)
+        self._reply(source, response.to_bytes())
 
     def send_request(self, request: Request, destination: Destination) -> ClientTransaction:
         reliable = destination.kind != "udp"

@@ -16,7 +16,8 @@ socket or schedules a callback.
 (§17.1.3, §17.2.3, including RFC 2543 matching for branches without the magic cookie), matches
 CANCEL to the INVITE it cancels (§9.2), turns timer actions into one deadline
 (:meth:`TransactionLayer.next_deadline`) so the asyncio adapter needs a single timer, and
-forgets a transaction the moment it terminates.
+forgets a transaction the moment it terminates.  A transaction that only waits out Timer D,
+I, J or K is kept as a record of the bytes it resends (:class:`Completed`), not as an object.
 
 Targets are opaque: for a client transaction, whatever the TU resolved the next hop to; for a
 server transaction, whatever the transport passed as the request's source (its connection, or
@@ -29,6 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,29 +59,54 @@ class TransactionStateError(Exception):
 
 
 # ------------------------------------------------------------------------------ actions
+# Plain slotted dataclasses, not frozen ones: several are made per message, and a frozen
+# dataclass's __init__ (object.__setattr__ per field) cost three times as much.  Nothing
+# changes an action once made.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transmit:
-    """Send *data* (the serialised *message*) to *target*."""
+    """Send *data* (the serialised *message*) to *target*.
 
-    message: Request | Response
+    *message* is None when a completed transaction resends what it sent before: by then the
+    layer keeps only the bytes (see :class:`Completed`).  Where a response goes is decided by
+    its target (the request's source), never by reading the message again.
+    """
+
+    message: Request | Response | None
     data: bytes
     target: Target
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTimer:
     timer: Timer
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopTimer:
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class Completed:
+    """The transaction entered a state that only absorbs retransmissions until *deadline*.
+
+    Emitted instead of starting Timer D, I, J or K on an unreliable transport.  Those states
+    do one fixed thing per retransmission (resend *resend*, the last response or the ACK, or
+    nothing), so the layer replaces the transaction by a two-field record and expires it with
+    one FIFO sweep per timer: the durations are constants, so records expire in the order they
+    were made.  Thousands of transactions waiting out Timer J then cost a tuple each instead
+    of the request, its parsed headers and a timer, which the cycle collector would walk.
+    """
+
+    timer: Timer
+    deadline: float
+    resend: bytes | None
+
+
+@dataclass(slots=True)
 class RequestReceived:
     """A new request for the TU.  *transaction* is None for an ACK that matched no server
     transaction (the ACK for a 2xx, which belongs to the dialog).  For a CANCEL, *cancels* is
@@ -90,7 +117,7 @@ class RequestReceived:
     cancels: ServerTransaction | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for the TU.  ``local`` responses were generated here (§8.1.3.1): 408 when
     Timer B/F fires, 503 on a transport error.  *transaction* is None for a 2xx to an INVITE
@@ -101,7 +128,7 @@ class ResponseReceived:
     local: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimedOut:
     """A server transaction gave up: Timer H fired with no ACK for a non-2xx final response."""
 
@@ -109,17 +136,17 @@ class TimedOut:
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportFailed:
     transaction: ServerTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Terminated:
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Discarded:
     """An incoming message the layer would not act on, and why (for logs and counters)."""
 
@@ -129,6 +156,7 @@ class Discarded:
 
 Action = (
     Transmit
+    | Completed
     | StartTimer
     | StopTimer
     | RequestReceived
@@ -224,6 +252,15 @@ class Transaction(ABC):
         self.state = State.TERMINATED
         out.append(Terminated(self))
 
+    def _complete(self, out: list[Action], timer: Timer, now: float, resend: bytes | None) -> None:
+        """Enter the absorbing state that *timer* (D, I, J or K) bounds: hand it to the layer
+        as a :class:`Completed` record, or end at once when the timer is zero (reliable)."""
+        duration = self.config.duration(timer, self.reliable)
+        if duration <= 0:
+            self._terminate(out)
+        else:
+            out.append(Completed(timer, now + duration, resend))
+
     def timeout(self, now: float) -> list[Action]:
         """Fire every timer due at *now*, earliest first."""
         out: list[Action] = []
@@ -299,7 +336,7 @@ class ClientTransaction(Transaction):
                     self._ack = Transmit(ack, ack.to_bytes(), self.target)
                     out.append(self._ack)
                     out.append(ResponseReceived(response, self))
-                    self._after_final(out, Timer.D, now)
+                    self._complete(out, Timer.D, now, self._ack.data)
             elif state is State.COMPLETED and code >= 300 and self._ack is not None:
                 out.append(self._ack)  # the ACK got lost: resend it, TU already knows
             elif state is State.ACCEPTED and 200 <= code < 300:
@@ -312,15 +349,8 @@ class ClientTransaction(Transaction):
                 self._stop(out, Timer.E, Timer.F)
                 self.state = State.COMPLETED
                 out.append(ResponseReceived(response, self))
-                self._after_final(out, Timer.K, now)
+                self._complete(out, Timer.K, now, None)
         return out
-
-    def _after_final(self, out: list[Action], timer: Timer, now: float) -> None:
-        duration = self.config.duration(timer, self.reliable)
-        if duration <= 0:
-            self._terminate(out)
-        else:
-            self._start(out, timer, now, duration)
 
     def _fire(self, timer: Timer, now: float, out: list[Action]) -> None:
         if timer is Timer.A and self.state is State.CALLING:
@@ -337,7 +367,7 @@ class ClientTransaction(Transaction):
         elif timer in (Timer.B, Timer.F):
             out.append(ResponseReceived(self._local(408), self, local=True))
             self._terminate(out)
-        elif timer in (Timer.D, Timer.K, Timer.M):
+        elif timer is Timer.M:
             self._terminate(out)
 
     def transport_error(self, now: float) -> list[Action]:
@@ -389,9 +419,10 @@ class ServerTransaction(Transaction):
         out.append(RequestReceived(self.request, self))
         return out
 
-    def _send(self, out: list[Action], response: Response) -> None:
-        self.last_response = Transmit(response, response.to_bytes(), self.target)
-        out.append(self.last_response)
+    def _send(self, out: list[Action], response: Response) -> Transmit:
+        sent = self.last_response = Transmit(response, response.to_bytes(), self.target)
+        out.append(sent)
+        return sent
 
     def receive(self, request: Request, now: float) -> list[Action]:
         """A retransmission of our request, or (INVITE) its ACK."""
@@ -403,11 +434,7 @@ class ServerTransaction(Transaction):
             if state is State.COMPLETED:
                 self._stop(out, Timer.G, Timer.H)
                 self.state = State.CONFIRMED
-                duration = self.config.duration(Timer.I, self.reliable)
-                if duration <= 0:
-                    self._terminate(out)
-                else:
-                    self._start(out, Timer.I, now, duration)
+                self._complete(out, Timer.I, now, None)
             elif state is State.ACCEPTED:
                 out.append(RequestReceived(request, None))  # RFC 6026: ACK for 2xx to TU
             return out
@@ -428,16 +455,12 @@ class ServerTransaction(Transaction):
             return out
         if state not in (State.TRYING, State.PROCEEDING):
             raise TransactionStateError(f"cannot send {code} in state {state}")
-        self._send(out, response)
+        sent = self._send(out, response)
         if code < 200:
             self.state = State.PROCEEDING
         elif not self.is_invite:
             self.state = State.COMPLETED
-            duration = self.config.duration(Timer.J, self.reliable)
-            if duration <= 0:
-                self._terminate(out)
-            else:
-                self._start(out, Timer.J, now, duration)
+            self._complete(out, Timer.J, now, sent.data)
         elif code < 300:
             self.state = State.ACCEPTED
             self._start(out, Timer.L, now, self.config.duration(Timer.L, self.reliable))
@@ -457,7 +480,7 @@ class ServerTransaction(Transaction):
         elif timer is Timer.H:
             out.append(TimedOut(self, Timer.H))
             self._terminate(out)
-        elif timer in (Timer.I, Timer.J, Timer.L):
+        elif timer is Timer.L:
             self._terminate(out)
 
     def transport_error(self, now: float) -> list[Action]:
@@ -472,6 +495,12 @@ class ServerTransaction(Transaction):
 # ------------------------------------------------------------------------------ the layer
 
 
+_Record = tuple[bytes | None, Target]
+"""A transaction that only absorbs retransmissions (see :class:`Completed`): what to resend
+(None: nothing) and where."""
+_ABSORBING = (Timer.D, Timer.I, Timer.J, Timer.K)
+
+
 class TransactionLayer:
     """All live transactions of one SIP endpoint, and the single timer they need.
 
@@ -480,20 +509,29 @@ class TransactionLayer:
     out what comes back: :class:`Transmit` goes to the transport, TU events go to the TU.
     Timer actions are absorbed here; schedule one callback at :meth:`next_deadline` and call
     :meth:`timeout` when it fires.
+
+    A transaction that reaches a state which only absorbs retransmissions (:class:`Completed`)
+    is replaced by a record that keeps the bytes to resend and the target, and expires from a
+    FIFO per timer; ``now`` is expected not to go backwards, which a monotonic clock ensures.
     """
 
     def __init__(self, config: TimerConfig | None = None, *, send_trying: bool = True) -> None:
         self.config = config or TimerConfig()
         self.send_trying = send_trying
-        self._transactions: dict[TransactionKey, Transaction] = {}
-        self._heap: list[tuple[float, int, Transaction, Timer]] = []
+        self._transactions: dict[TransactionKey, Transaction | _Record] = {}
+        self._heap: list[tuple[float, int, TransactionKey, Timer]] = []
         self._seq = itertools.count()
+        self._expiring: dict[Timer, deque[tuple[float, TransactionKey, _Record]]] = {
+            timer: deque() for timer in _ABSORBING
+        }
 
     def __len__(self) -> int:
+        """Live transactions, those only absorbing retransmissions included."""
         return len(self._transactions)
 
     def get(self, key: TransactionKey) -> Transaction | None:
-        return self._transactions.get(key)
+        txn = self._transactions.get(key)
+        return txn if isinstance(txn, Transaction) else None
 
     # -- inputs
 
@@ -528,27 +566,41 @@ class TransactionLayer:
     def receive(
         self, message: Request | Response, source: Target, now: float, *, reliable: bool = False
     ) -> list[Action]:
-        if isinstance(message, Response):
+        if type(message) is Response:  # not isinstance: Message is an ABC, which is slower
             return self._receive_response(message, now)
         return self._receive_request(message, source, now, reliable)
 
     def timeout(self, now: float) -> list[Action]:
         out: list[Action] = []
         heap = self._heap
+        transactions = self._transactions
         while heap and heap[0][0] <= now:
-            deadline, _, txn, timer = heapq.heappop(heap)
-            if txn.timers.get(timer) == deadline:
+            deadline, _, key, timer = heapq.heappop(heap)
+            txn = transactions.get(key)
+            if isinstance(txn, Transaction) and txn.timers.get(timer) == deadline:
                 out += self._absorb(txn, txn.timeout(now))
+        for fifo in self._expiring.values():
+            while fifo and fifo[0][0] <= now:
+                _, key, record = fifo.popleft()
+                if transactions.get(key) is record:
+                    del transactions[key]
         return out
 
     def next_deadline(self) -> float | None:
         heap = self._heap
+        transactions = self._transactions
+        earliest: float | None = None
         while heap:
-            deadline, _, txn, timer = heap[0]
-            if txn.timers.get(timer) == deadline:
-                return deadline
+            deadline, _, key, timer = heap[0]
+            txn = transactions.get(key)
+            if isinstance(txn, Transaction) and txn.timers.get(timer) == deadline:
+                earliest = deadline
+                break
             heapq.heappop(heap)
-        return None
+        for fifo in self._expiring.values():
+            if fifo and (earliest is None or fifo[0][0] < earliest):
+                earliest = fifo[0][0]
+        return earliest
 
     # -- internals
 
@@ -559,6 +611,10 @@ class TransactionLayer:
         txn = self._transactions.get(client_key(response))
         if isinstance(txn, ClientTransaction):
             return self._absorb(txn, txn.receive(response, now))
+        if type(txn) is tuple:
+            # Completed (Timer D or K): a retransmitted non-2xx final gets the ACK again.
+            ack, target = txn
+            return [] if ack is None or response.status < 300 else [Transmit(None, ack, target)]
         if response.cseq[1] == "INVITE" and 200 <= response.status < 300:
             return [ResponseReceived(response, None)]
         return [Discarded(response, "no matching client transaction")]
@@ -573,6 +629,12 @@ class TransactionLayer:
         txn = self._transactions.get(key)
         if isinstance(txn, ServerTransaction):
             return self._absorb(txn, txn.receive(request, now))
+        if type(txn) is tuple:
+            # Completed (Timer J) resends its final response; Confirmed (Timer I) absorbs.
+            last, target = txn
+            if last is None or request.method == "ACK":
+                return []
+            return [Transmit(None, last, target)]
         if request.method == "ACK":
             return [RequestReceived(request, None)]
         txn = ServerTransaction(request, source, reliable=reliable, config=self.config, key=key)
@@ -590,16 +652,24 @@ class TransactionLayer:
         return self._absorb(txn, actions)
 
     def _absorb(self, txn: Transaction, actions: list[Action]) -> list[Action]:
-        """Turn *txn*'s timer actions into heap entries and forget it once terminated.
+        """Turn *txn*'s timer actions into heap entries, replace it by a record once it only
+        absorbs retransmissions, and forget it once terminated.
 
         Stopped timers are not removed from the heap: an entry is live only while the
-        transaction still has that timer at that deadline, which is checked when it surfaces.
+        transaction under its key still has that timer at that deadline, which is checked
+        when it surfaces.  Entries hold the key, not the transaction, so a finished
+        transaction is freed at once rather than when its last timer entry surfaces.
         """
         out: list[Action] = []
         for action in actions:
             if isinstance(action, StartTimer):
-                entry = (action.deadline, next(self._seq), txn, action.timer)
+                entry = (action.deadline, next(self._seq), txn.key, action.timer)
                 heapq.heappush(self._heap, entry)
+            elif isinstance(action, Completed):
+                if self._transactions.get(txn.key) is txn:
+                    record = (action.resend, txn.target)
+                    self._transactions[txn.key] = record
+                    self._expiring[action.timer].append((action.deadline, txn.key, record))
             elif not isinstance(action, StopTimer):
                 if isinstance(action, Terminated) and self._transactions.get(txn.key) is txn:
                     del self._transactions[txn.key]

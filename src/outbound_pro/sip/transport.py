@@ -8,10 +8,14 @@ the protocol core testable without sockets and these adapters small enough to tr
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
 from typing import Protocol, cast
 
 from outbound_pro.sip.message import SipParseError, StreamFramer
+
+log = logging.getLogger("outbound_pro.sip")
 
 Address = tuple[str, int]
 
@@ -151,12 +155,33 @@ class StreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_udp(sink: Sink, host: str, port: int) -> UdpListener:
+async def open_udp(sink: Sink, host: str, port: int, receive_buffer: int = 0) -> UdpListener:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         lambda: UdpListener(sink), local_addr=(host, port)
     )
+    if receive_buffer > 0:
+        _set_receive_buffer(transport.get_extra_info("socket"), receive_buffer)
     return protocol
+
+
+def _set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for *size* bytes of receive queue; say how to allow it when the kernel caps it.
+
+    Linux silently caps SO_RCVBUF at ``net.core.rmem_max`` for an unprivileged process (and
+    reports double the granted size, its bookkeeping overhead included).
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    if granted < size:
+        log.warning(
+            "SIP UDP receive buffer capped by the kernel",
+            extra={
+                "requested": size,
+                "granted": granted,
+                "fix": f"sysctl -w net.core.rmem_max={size} (or lower [sip] udp_receive_buffer)",
+            },
+        )
 
 
 async def open_stream(

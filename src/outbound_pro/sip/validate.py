@@ -149,7 +149,11 @@ _SINGLE = (
 def _check_single(message: Request | Response) -> None:
     """Headers that may appear once (RFC 4475 ``multi01``).  The accessors read the first
     line only, which keeps them cheap; this is where a second line is caught."""
-    raw = message.headers._raw_key  # the keys above are lookup keys already: no header_key()
+    headers = message.headers
+    first = headers._first
+    if first is not None and len(first) == len(headers._fields):
+        return  # no header name repeats at all (lines already split by check())
+    raw = headers._raw_key  # the keys above are lookup keys already: no header_key()
     for key, name in _SINGLE:
         if len(raw(key)) > 1:
             raise SipParseError(400, f"Duplicate {name} header")

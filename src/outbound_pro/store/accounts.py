@@ -102,31 +102,45 @@ class SipLogins:
 
     Same answer as `AccountsStore.sip_secrets`, without its cost: that query cannot use the
     login index (the index covers live IDs only), so it walks every user of the contract on
-    every REGISTER. Here live IDs come from one indexed query per call, never cached, so a
-    suspension or revocation counts on the very next REGISTER. Removed IDs, which no index
-    reaches by login, are held in memory: a phone still using a revoked ID's password must get
-    403 rather than a challenge it can never pass, and an unknown login must cost the same as
-    a known one (a per-login scan would let `svwar` tell them apart by timing). That map is
-    reloaded whenever `ChangeWatch` says the database changed under it (another process's
-    commit, or a write on this connection that the owner did not `absorb`).
+    every REGISTER. Here a live ID comes from one indexed query the first time its login is
+    asked for and from memory after that, until `ChangeWatch` says the database changed under
+    the cache (another process's commit, or a write on this connection that the owner did not
+    `absorb`): then every cached answer is dropped, so a suspension, revocation or new
+    password counts on the very next REGISTER. The owner calls `find` inside its write
+    transaction, so no commit can land between the check and the write that relies on it.
+    Removed IDs, which no index reaches by login, are held in memory as well: a phone still
+    using a revoked ID's password must get 403 rather than a challenge it can never pass, and
+    an unknown login must cost the same as a known one (a per-login scan would let `svwar`
+    tell them apart by timing). Unknown logins are remembered too, up to `MAX_CACHED` entries
+    in all, after which the cache starts over.
     """
+
+    MAX_CACHED = 100_000
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.watch = ChangeWatch(db)
         self._removed: dict[tuple[str, str], SipLogin] = {}
+        self._found: dict[tuple[str, str], SipLogin | None] = {}
 
     def find(self, domain: str, login: str) -> SipLogin | None:
         """*domain* lower-cased, as contracts store it."""
         conn = self.db.conn
+        found = self._found
         if self.watch.changed():
             self._removed = {
                 (row[0], row[1]): SipLogin._make(row[2:]) for row in conn.execute(_REMOVED_LOGINS)
             }
-        row = conn.execute(_LIVE_LOGIN, (domain, login)).fetchone()
-        if row is not None:
-            return SipLogin._make(row)
-        return self._removed.get((domain, login))
+            found.clear()
+        key = (domain, login)
+        if key in found:
+            return found[key]
+        row = conn.execute(_LIVE_LOGIN, key).fetchone()
+        answer = SipLogin._make(row) if row is not None else self._removed.get(key)
+        if len(found) >= self.MAX_CACHED:
+            found.clear()
+        found[key] = answer
+        return answer
 
     def owns_number(self, id_id: int, e164: str) -> bool:
         """Whether *e164* is bound to the ID now (an AOR may be one of its numbers)."""

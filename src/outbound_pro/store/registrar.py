@@ -4,6 +4,12 @@ The REGISTER path runs its statements on the plain sqlite3 connection: rows come
 in `Binding` field order, and each SQL text is a constant, so sqlite3's statement cache keeps
 it prepared. sqlite-utils' ``query`` (dict rows, keyword sniffing, key de-duplication) cost more
 than the statements themselves at thousands of REGISTERs a second.
+
+An AOR's rows are also kept in memory once read (`bindings_of`), because nearly every REGISTER
+is a refresh of rows this process wrote itself: the registrar hands back what it wrote after
+each commit (`remember`), and any other write (another process's commit, or one on this
+connection: the API, the keep-alive, the expiry purge) empties the whole mirror, detected by
+`ChangeWatch` inside the REGISTER's own write transaction, as `SipLogins` does for IDs.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Sequence
 from msgspec.structs import astuple
 
 from outbound_pro.registrar.model import Binding
-from outbound_pro.store.db import Database
+from outbound_pro.store.db import ChangeWatch, Database
 
 # Same order as the fields of `Binding`, so a row is `Binding(*row)`.
 _COLUMNS = (
@@ -34,12 +40,34 @@ _UPSERT = (
 
 
 class RegistrarStore:
+    MAX_MIRRORED = 200_000
+    """AORs whose rows are kept in memory; the mirror starts over when it is full."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.watch = ChangeWatch(db)
+        self._mirror: dict[tuple[int, str], tuple[Binding, ...]] = {}
 
-    def bindings_of(self, id_id: int, aor: str) -> list[Binding]:
-        """Every stored binding of one AOR, expired ones included (they still order CSeqs)."""
-        return [Binding(*r) for r in self.db.conn.execute(_OF_AOR, (id_id, aor))]
+    def bindings_of(self, id_id: int, aor: str) -> tuple[Binding, ...]:
+        """Every stored binding of one AOR in row order, expired ones included (they still
+        order CSeqs). Call it inside the write transaction that acts on the answer."""
+        mirror = self._mirror
+        if self.watch.changed():
+            mirror.clear()
+        key = (id_id, aor)
+        rows = mirror.get(key)
+        if rows is None:
+            rows = tuple(Binding(*r) for r in self.db.conn.execute(_OF_AOR, key))
+            if len(mirror) >= self.MAX_MIRRORED:
+                mirror.clear()
+            mirror[key] = rows
+        return rows
+
+    def remember(self, id_id: int, aor: str, rows: Sequence[Binding]) -> None:
+        """After committing a write made by the caller of `bindings_of` in the same transaction:
+        *rows* are the AOR's rows now, and no other write happened in between."""
+        self._mirror[(id_id, aor)] = tuple(rows)
+        self.watch.absorb()
 
     def apply(self, upserts: Sequence[Binding], removals: Sequence[Binding]) -> None:
         """Write one REGISTER's outcome atomically."""
