@@ -166,9 +166,14 @@ class Server:
             Path(b2.recordings_dir) if b2.recordings_dir else self.config.data_path / "recordings"
         )
         media_host = rtp.public_host or public
-        # the gateway's plain RTP ports face the relay: on the relay's address
+        # The gateway's plain RTP ports face the relay, in this process: a local address, never
+        # the public one (behind a 1:1 NAT that one is not on any interface). Browsers get the
+        # public address in ICE candidates: the configured one only, not the local fallback.
         wildcard = rtp.host in ("", "0.0.0.0", "::")
-        webrtc = WebRtcGateway(plain_host=media_host if wildcard else rtp.host)
+        webrtc = WebRtcGateway(
+            plain_host="127.0.0.1" if wildcard else rtp.host,
+            public_address=rtp.public_host or b2.public_host,
+        )
         return B2bua(
             self.sip,
             self.router,

@@ -57,7 +57,15 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class RtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The RTP relay: where its ports come from and which address the SDP announces."""
+    """The RTP relay: where its ports come from and which address the SDP announces.
+
+    ``public_host`` is the public address of this media server, for SIP phones and browsers
+    alike: the relay's SDP names it, and the WebRTC gateway announces it in ICE candidates
+    (next to its host ones) behind a 1:1 NAT such as a cloud VM's elastic IP — one NAT, one
+    setting. Empty: ``[b2bua] public_host`` for both; the gateway then announces host
+    candidates only if that is empty too. An IP address is best: a name is resolved once at
+    start-up for ICE (docs/webphone.md).
+    """
 
     host: str = "0.0.0.0"
     public_host: str = ""  # written in SDP; empty: the SIP public host

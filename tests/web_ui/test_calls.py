@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from outbound_pro.media.g711 import decode_ulaw, encode_ulaw
+from outbound_pro.media.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from outbound_pro.sip.message import Request, Response, make_request, make_response, parse_message
 from tests.b2bua.conftest import BOOTHS, DOMAIN, provision, provision_text
 from tests.b2bua.peers import TRUNK_IP
@@ -32,6 +32,9 @@ from tests.media.tones import band_ratio_db, rtp, tone_codes
 from tests.web_ui.conftest import BROWSER_TONE_HZ
 
 FAR_HZ = 1000.0
+# The carrier's one G.711 law: payload type, encoder, decoder. A PCMA carrier meets a browser
+# that settled PCMU with the gateway, so the gateway must translate (webrtc/gateway.py).
+LAWS = {"PCMU": (0, encode_ulaw, decode_ulaw), "PCMA": (8, encode_alaw, decode_alaw)}
 
 # The dominant frequency of the web phone's remote stream over ~1.5 s (WebAudio analyser).
 MEASURE_JS = """
@@ -104,12 +107,14 @@ def _media_address(sdp: bytes) -> tuple[str, int]:
 
 
 class Rtp(asyncio.DatagramProtocol):
-    """The carrier's media: a paced 1000 Hz PCMU stream out, the PCMU payloads heard in."""
+    """The carrier's media: a paced 1000 Hz stream out in its *law*, the payloads heard in."""
 
-    def __init__(self) -> None:
+    def __init__(self, law: str = "PCMU") -> None:
+        self.law = law
+        self.pt, encode, self.decode = LAWS[law]
         self.transport: asyncio.DatagramTransport | None = None
         self.heard = bytearray()
-        self.codes = tone_codes(FAR_HZ, 10.0, encode_ulaw)
+        self.codes = tone_codes(FAR_HZ, 10.0, encode)
         self.ssrc = secrets.randbelow(2**32)
         self._sender: asyncio.Task[None] | None = None
 
@@ -117,7 +122,7 @@ class Rtp(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) > 12 and data[1] & 0x7F == 0:
+        if len(data) > 12 and data[1] & 0x7F == self.pt:
             self.heard += data[12 + 4 * (data[0] & 0x0F) :]
 
     @property
@@ -135,7 +140,7 @@ class Rtp(asyncio.DatagramProtocol):
         while True:
             k = seq % 500
             payload = self.codes[160 * k : 160 * (k + 1)]
-            self.transport.sendto(rtp(seq, 160 * seq, self.ssrc, 0, payload), remote)
+            self.transport.sendto(rtp(seq, 160 * seq, self.ssrc, self.pt, payload), remote)
             seq += 1
             await asyncio.sleep(max(0.0, start + seq * 0.02 - time.monotonic()))
 
@@ -169,7 +174,8 @@ class Carrier(asyncio.DatagramProtocol):
     def sdp(self) -> bytes:
         return (
             f"v=0\r\no=- 1 1 IN IP4 {TRUNK_IP}\r\ns=-\r\nc=IN IP4 {TRUNK_IP}\r\nt=0 0\r\n"
-            f"m=audio {self.media.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+            f"m=audio {self.media.port} RTP/AVP {self.media.pt}\r\n"
+            f"a=rtpmap:{self.media.pt} {self.media.law}/8000\r\na=sendrecv\r\n"
         ).encode()
 
     def send(self, message: Request | Response, addr: tuple[str, int]) -> None:
@@ -245,10 +251,10 @@ class Carrier(asyncio.DatagramProtocol):
                 return
 
 
-async def open_carrier(port: int) -> tuple[Carrier, Rtp]:
+async def open_carrier(port: int, law: str = "PCMU") -> tuple[Carrier, Rtp]:
     loop = asyncio.get_running_loop()
     _, media = await loop.create_datagram_endpoint(
-        Rtp, local_addr=(TRUNK_IP, 0), family=socket.AF_INET
+        lambda: Rtp(law), local_addr=(TRUNK_IP, 0), family=socket.AF_INET
     )
     _, carrier = await loop.create_datagram_endpoint(
         lambda: Carrier(media), local_addr=(TRUNK_IP, port), family=socket.AF_INET
@@ -269,14 +275,14 @@ async def agent_page(browser: Browser, srv: CallServer) -> Page:
     return page
 
 
-def pcm(codes: bytes) -> np.ndarray:
-    return np.frombuffer(decode_ulaw(bytes(codes)), dtype="<i2").astype(np.float64)
+def pcm(media: Rtp) -> np.ndarray:
+    return np.frombuffer(media.decode(bytes(media.heard)), dtype="<i2").astype(np.float64)
 
 
 async def check_media(page: Page, media: Rtp) -> None:
     """The far end hears the browser's tone; the page hears the far end's."""
     await until(lambda: len(media.heard) > 16000, 15, "two seconds of the browser's audio")
-    heard = pcm(media.heard)
+    heard = pcm(media)
     assert band_ratio_db(heard[-8000:], BROWSER_TONE_HZ, FAR_HZ) > 20
     in_page = await page.evaluate(MEASURE_JS)
     assert abs(in_page["hz"] - FAR_HZ) < 15, in_page
@@ -307,10 +313,11 @@ def finished_call(srv: CallServer, direction: str) -> dict[str, Any] | None:
     return None
 
 
+@pytest.mark.parametrize("law", ["PCMU", "PCMA"])
 async def test_agent_calls_the_trunk_and_both_sides_hear_each_other(
-    browser: Browser, call_server: CallServer
+    browser: Browser, call_server: CallServer, law: str
 ) -> None:
-    carrier, media = await open_carrier(call_server.trunk_port)
+    carrier, media = await open_carrier(call_server.trunk_port, law)
     page = await agent_page(browser, call_server)
     try:
         await page.fill("#number", "03-6666-7777")
@@ -344,10 +351,11 @@ async def test_agent_calls_the_trunk_and_both_sides_hear_each_other(
         carrier.transport.close()
 
 
+@pytest.mark.parametrize("law", ["PCMU", "PCMA"])
 async def test_carrier_call_rings_the_web_phone_and_is_answered_in_the_page(
-    browser: Browser, call_server: CallServer
+    browser: Browser, call_server: CallServer, law: str
 ) -> None:
-    carrier, media = await open_carrier(call_server.trunk_port)
+    carrier, media = await open_carrier(call_server.trunk_port, law)
     page = await agent_page(browser, call_server)
     server = ("127.0.0.1", call_server.server.sip_port)
     try:

@@ -4,64 +4,31 @@ both ways between the peer and a plain UDP socket standing in for the relay."""
 from __future__ import annotations
 
 import asyncio
-import fractions
-import math
-import socket
-from collections.abc import AsyncIterator
 
-import av
 import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcrtpsender import RTCRtpSender
 
 from outbound_pro.media.g711 import decode_alaw, decode_ulaw
 from outbound_pro.webrtc import OfferError, WebRtcGateway, is_webrtc_offer
 from tests.media.tones import peak_hz
-from tests.webrtc.helpers import RELAY_HZ, Relay, payload_pcm, tone_sender
+from tests.webrtc.helpers import (
+    PEER_HZ,
+    RELAY_HZ,
+    Relay,
+    ToneTrack,
+    payload_pcm,
+    peer_offer,
+    tone_sender,
+)
 
-PEER_HZ = 700.0
-
-
-class ToneTrack(MediaStreamTrack):
-    """A 48 kHz mono sine as 20 ms frames, paced like a microphone."""
-
-    kind = "audio"
-
-    def __init__(self, freq: float) -> None:
-        super().__init__()
-        self.freq = freq
-        self.pts = 0
-        self.start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        loop = asyncio.get_running_loop()
-        if self.start is None:
-            self.start = loop.time()
-        wait = self.start + self.pts / 48000 - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        t = (np.arange(960) + self.pts) / 48000
-        samples = (9000 * np.sin(2 * math.pi * self.freq * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = self.pts
-        frame.time_base = fractions.Fraction(1, 48000)
-        self.pts += 960
-        return frame
+DECODE = {"PCMU": decode_ulaw, "PCMA": decode_alaw}
 
 
-@pytest.fixture
-async def relay() -> AsyncIterator[tuple[Relay, tuple[str, int]]]:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        Relay, local_addr=("127.0.0.1", 0), family=socket.AF_INET
-    )
-    yield protocol, transport.get_extra_info("sockname")[:2]
-    transport.close()
-
-
-async def call(codec: str, relay: Relay, relay_addr: tuple[str, int]) -> None:
+async def call(
+    codec: str, relay: Relay, relay_addr: tuple[str, int], far: str | None = None
+) -> None:
+    """A call from the peer offering *codec* alone; *far*: the far end's law, if it is told."""
     gateway = WebRtcGateway("127.0.0.1")
     pc = RTCPeerConnection()
     heard: list[np.ndarray] = []  # first channel of each decoded frame
@@ -83,20 +50,17 @@ async def call(codec: str, relay: Relay, relay_addr: tuple[str, int]) -> None:
 
         consumers.append(asyncio.ensure_future(consume()))
 
-    transceiver = pc.addTransceiver(ToneTrack(PEER_HZ), direction="sendrecv")
-    codecs = [
-        c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == f"audio/{codec}"
-    ]
-    transceiver.setCodecPreferences(codecs)
     try:
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = pc.localDescription.sdp
+        offer = await peer_offer(pc, codec)
         assert is_webrtc_offer(offer)
         leg = await gateway.accept_offer(offer)
         assert "UDP/TLS/RTP/SAVPF" in leg.answer_sdp
         assert "a=setup:active" in leg.answer_sdp
         assert "a=rtcp-mux" in leg.answer_sdp
         assert leg.codec.transcoding is (codec == "opus")
+        if far is not None:
+            leg.set_plain_codec(far)
+            assert leg.codec.plain_name == far
         plain = leg.plain_sdp()
         assert f"m=audio {leg.plain_address[1]} RTP/AVP {leg.codec.plain_pt}" in plain
         leg.set_plain_remote(relay_addr)
@@ -113,8 +77,7 @@ async def call(codec: str, relay: Relay, relay_addr: tuple[str, int]) -> None:
         # The relay heard the peer's tone, in the plain codec.
         pts = {p[1] & 0x7F for p in relay.packets}
         assert pts == {leg.codec.plain_pt}
-        decode = decode_ulaw if leg.codec.plain_name == "PCMU" else decode_alaw
-        pcm = payload_pcm(relay.packets[-50:], decode)
+        pcm = payload_pcm(relay.packets[-50:], DECODE[leg.codec.plain_name])
         assert abs(peak_hz(pcm[:4000]) - PEER_HZ) < 20
         # The peer heard the relay's tone (decoded by aiortc at 48 kHz).
         assert leg.packets_to_webrtc >= 100
@@ -138,8 +101,12 @@ async def test_g711_is_only_decrypted_and_reencrypted(
     await call(codec, *relay)
 
 
-async def test_opus_only_peer_is_transcoded(relay: tuple[Relay, tuple[str, int]]) -> None:
-    await call("opus", *relay)
+@pytest.mark.parametrize("far", [None, "PCMA"])
+async def test_opus_only_peer_is_transcoded(
+    far: str | None, relay: tuple[Relay, tuple[str, int]]
+) -> None:
+    """To PCMU by default, to PCMA once the far end's answer says so."""
+    await call("opus", *relay, far=far)
 
 
 async def test_offers_the_gateway_cannot_answer() -> None:
@@ -153,10 +120,13 @@ async def test_offers_the_gateway_cannot_answer() -> None:
     assert gateway.legs == set()
 
 
+@pytest.mark.parametrize("far", [None, "PCMA"])
 async def test_call_to_a_browser_gateway_offers_and_peer_answers(
-    relay: tuple[Relay, tuple[str, int]],
+    far: str | None, relay: tuple[Relay, tuple[str, int]]
 ) -> None:
-    """Inbound to a web phone: the gateway makes the WebRTC offer (G.711 only, actpass)."""
+    """Inbound to a web phone: the gateway makes the WebRTC offer (G.711 only, actpass). With
+    *far*, the caller's offer named that law and the B2BUA said so before the browser answered
+    (the peer answers PCMU first): the leg then translates."""
     protocol, relay_addr = relay
     gateway = WebRtcGateway("127.0.0.1")
     pc = RTCPeerConnection()
@@ -178,17 +148,24 @@ async def test_call_to_a_browser_gateway_offers_and_peer_answers(
         leg = await gateway.create_offer()
         assert "a=setup:actpass" in leg.offer_sdp
         assert "m=audio" in leg.offer_sdp and "RTP/SAVPF 0 8 101" in leg.offer_sdp
+        if far is not None:
+            leg.set_plain_codec(far)
         await pc.setRemoteDescription(RTCSessionDescription(leg.offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         await leg.accept_answer(pc.localDescription.sdp)
-        assert leg.codec.plain_name == "PCMU"
+        law = far or "PCMU"
+        assert (leg.codec.webrtc_name, leg.codec.plain_name) == ("PCMU", law)
+        assert f"RTP/AVP {leg.codec.plain_pt}\r\n" in leg.plain_sdp()  # this peer: no DTMF
         leg.set_plain_remote(relay_addr)
         assert await leg.connected(15)
-        sender = asyncio.ensure_future(tone_sender(protocol, leg.plain_address, 3.0, 0))
+        sender = asyncio.ensure_future(
+            tone_sender(protocol, leg.plain_address, 3.0, leg.codec.plain_pt)
+        )
         await asyncio.wait_for(protocol.got.wait(), 15)
         await sender
         await asyncio.wait_for(consumers[0], 10)
-        pcm = payload_pcm(protocol.packets[-50:], decode_ulaw)
+        assert {p[1] & 0x7F for p in protocol.packets} == {leg.codec.plain_pt}
+        pcm = payload_pcm(protocol.packets[-50:], DECODE[law])
         assert abs(peak_hz(pcm[:4000]) - PEER_HZ) < 20
         samples = np.concatenate(heard[-50:])
         assert abs(peak_hz(samples[:4000]) - RELAY_HZ) < 20  # aiortc decodes PCMU at 8 kHz

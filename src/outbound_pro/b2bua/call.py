@@ -56,6 +56,14 @@ SDP = "application/sdp"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 
 
+G711_LAWS = ("PCMU", "PCMA")
+
+
+def _g711_law(desc: sdplib.SessionDescription) -> str | None:
+    """The first G.711 law in *desc*'s audio, the one its sender prefers."""
+    return next((n for n in map(str.upper, sdplib.codec_names(desc)) if n in G711_LAWS), None)
+
+
 class CallHost(Protocol):
     """What a call needs from the engine: sending, media, storage and settings."""
 
@@ -242,7 +250,8 @@ class Call:
         assert self.session is not None
         relay_leg = self.session.leg(self.relay_side[side])
         host = relay_leg.host if relay_leg.host not in ("", "0.0.0.0", "::") else None
-        leg.set_plain_remote((host or self.host.media_host, relay_leg.local_port))
+        # not media_host: behind NAT that is the public address, unreachable from the gateway
+        leg.set_plain_remote((host or leg.gateway.plain_host, relay_leg.local_port))
 
     def _close_leg(self, leg: WebRtcLeg) -> None:
         task = asyncio.get_running_loop().create_task(leg.close())
@@ -264,6 +273,16 @@ class Call:
             self.last_sdp["B"] = leg.session_sdp().encode()
             self._bind_plain("B", leg)
         return sdplib.parse_sdp(leg.plain_sdp().encode())
+
+    def _speak_law(self, side: Side, desc: sdplib.SessionDescription) -> None:
+        """Have the browser leg of *side*, if any, speak the G.711 law of the far end's *desc*.
+
+        The gateway settled a law with the browser before the far end spoke; a PCMA-only
+        carrier and a PCMU browser then need translating (see docs/webphone.md).
+        """
+        leg = self.webrtc.get(side)
+        if leg is not None and (law := _g711_law(desc)):
+            leg.set_plain_codec(law)
 
     def _learn_media(self, side: Side, desc: sdplib.SessionDescription) -> None:
         """Point the relay leg facing *side* at the address its SDP names."""
@@ -331,6 +350,10 @@ class Call:
         gateway = self.host.webrtc if any(t.webrtc for t in targets) else None
         for target in targets:
             legs.append(await gateway.create_offer() if target.webrtc and gateway else None)
+        law = _g711_law(self.offer)
+        for leg in legs:
+            if leg is not None and law:
+                leg.set_plain_codec(law)
         if self.state == "ended":  # cancelled while the browser offers were being made
             for leg in legs:
                 if leg is not None:
@@ -468,6 +491,7 @@ class Call:
         if response.body and response.content_type == SDP:
             try:
                 desc = self._browser_answer(branch, response)
+                self._speak_law("A", desc)
                 self._learn_media("B", desc)
                 body = self._sdp_for("A", desc, self.offer.audio().formats)  # type: ignore[union-attr]
             except sdplib.SdpError:
@@ -510,6 +534,7 @@ class Call:
         if response.body and response.content_type == SDP:
             try:
                 desc = self._browser_answer(branch, response)
+                self._speak_law("A", desc)
                 self._learn_media("B", desc)
                 audio = self.offer.audio()
                 body = self._sdp_for("A", desc, audio.formats if audio else None)

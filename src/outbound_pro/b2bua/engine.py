@@ -515,7 +515,7 @@ class B2bua:
             self._refuse(txn, request, _Reject(487, "cancelled by the caller", record=plan.record))
             return
         try:
-            self._open_call(txn, request, source, plan, leg.plain_sdp().encode(), leg)
+            self._open_call(txn, request, source, plan, leg.plain_sdp(both_laws=True).encode(), leg)
         except _Reject as rej:
             await leg.close()
             self._refuse(txn, request, rej)

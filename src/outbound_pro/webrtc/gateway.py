@@ -11,7 +11,13 @@ Pieces, all from aiortc's stack rather than our own crypto:
 * ICE: aiortc's ``RTCIceGatherer``/``RTCIceTransport`` (aioice), controlled role with host
   candidates; the browser, as offerer, is controlling and nominates. (A full agent rather than
   ICE-lite: aioice has no lite mode, and a full controlled agent interoperates with every
-  browser; it costs a few STUN checks per call.)
+  browser; it costs a few STUN checks per call.) Behind a 1:1 NAT (a cloud VM's elastic IP)
+  the gateway is given its public address and announces, next to each host candidate, a
+  server-reflexive one at that address and the same port — what the NAT makes of the host
+  socket — and puts it in ``c=`` (`_nat_candidates`). Nothing changes in aioice: a
+  server-reflexive candidate is never paired locally (RFC 8445 §6.1.2.4, its base is), so
+  it only needs to be in the SDP. The host candidates stay, for browsers on the server's own
+  network, whose router may not hairpin to the public address.
 * DTLS: aiortc's ``RTCDtlsTransport`` with one self-signed certificate per gateway (its
   fingerprint goes in every answer). Role per RFC 5763: we answer ``a=setup:active`` to an
   ``actpass`` offer.
@@ -23,7 +29,10 @@ Pieces, all from aiortc's stack rather than our own crypto:
 Codecs: PCMU, then PCMA, when the browser offers them (Chrome and Firefox always do), so media
 is only decrypted and re-encrypted and each packet costs two AES passes. Only a client that
 offers Opus alone gets transcoding (`transcode.OpusG711`, PyAV), towards PCMU on the plain side.
-``telephone-event`` is passed through when offered.
+``telephone-event`` is passed through when offered. The browser's codec is settled before the
+far end (a carrier, through the B2BUA) has answered; when the far end then speaks the other
+G.711 law, `WebRtcLeg.set_plain_codec` makes the leg translate A-law ↔ µ-law both ways: one
+256-byte table per direction and ``bytes.translate``, so it costs about a copy of the payload.
 
 Hot path: after ICE and DTLS are up, a packet from the relay is protected and written with
 ``transport.sendto`` on the nominated pair's socket, with no task or coroutine per packet;
@@ -35,19 +44,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
+import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport
-from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
+from aiortc.rtcicetransport import (
+    RTCIceCandidate,
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceTransport,
+)
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import is_rtcp
 from aiortc.sdp import GroupDescription, MediaDescription, SessionDescription
 
+from outbound_pro.media.g711 import alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear
 from outbound_pro.webrtc.transcode import OpusG711
 
 log = logging.getLogger("outbound_pro.webrtc")
@@ -81,10 +99,91 @@ class Codec:
 
     @property
     def transcoding(self) -> bool:
-        return self.webrtc_name != self.plain_name
+        """Opus toward the browser: decoded and re-encoded (a G.711 law change is not this:
+        it is a byte-for-byte table, see `WebRtcLeg.set_plain_codec`)."""
+        return self.webrtc_name == "opus"
 
 
 _STATIC_PT = {"PCMU": 0, "PCMA": 8}
+
+# One code of one law to the other through the reference 16-bit value (g711.py): within one
+# quantisation step of the target law, and silence stays silence.
+_LAW_TABLE = {
+    ("PCMU", "PCMA"): bytes(linear_to_alaw(ulaw_to_linear(code)) for code in range(256)),
+    ("PCMA", "PCMU"): bytes(linear_to_ulaw(alaw_to_linear(code)) for code in range(256)),
+}
+
+
+def _payload_start(packet: bytes) -> int:
+    """Where an RTP packet's payload starts: after the CSRCs and any header extension."""
+    start = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10 and len(packet) >= start + 4:
+        start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+    return start
+
+
+def _translated(packet: bytes, pt: int, table: bytes) -> bytes:
+    """*packet* as payload type *pt* with its payload mapped through *table*: G.711 is one
+    byte per sample in either law, so the header (marker, CSRCs, extension) and any padding
+    are kept as they are."""
+    start = _payload_start(packet)
+    end = max(start, len(packet) - packet[-1]) if packet[0] & 0x20 else len(packet)
+    return b"".join(
+        (
+            bytes((packet[0], (packet[1] & 0x80) | pt)),
+            packet[2:start],
+            packet[start:end].translate(table),
+            packet[end:],
+        )
+    )
+
+
+def _public_ip(host: str) -> str | None:
+    """*host* as the IP address for NAT candidates; None for none.
+
+    Browsers take no host names in candidates, so a name is resolved once, here, at start-up.
+    One that does not resolve leaves the gateway with host candidates only, as without the
+    setting, and says so in the log: the same name may still serve SIP (Via, Contact).
+    """
+    if not host:
+        return None
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host))
+    try:
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0])
+    except OSError as exc:
+        log.warning(
+            "webrtc public address does not resolve", extra={"host": host, "error": str(exc)}
+        )
+        return None
+
+
+def _nat_candidates(
+    candidates: list[RTCIceCandidate], public_ip: str | None
+) -> list[RTCIceCandidate]:
+    """What a 1:1 NAT makes of our host candidates: *public_ip*, same port, one per host
+    candidate of its address family (we cannot tell which interface the NAT maps, and a
+    candidate that maps nowhere only costs the browser a failed check)."""
+    if public_ip is None:
+        return []
+    family = ipaddress.ip_address(public_ip).version
+    hosts = [
+        c for c in candidates if c.type == "host" and ipaddress.ip_address(c.ip).version == family
+    ]
+    return [
+        RTCIceCandidate(
+            component=c.component,
+            foundation=candidate_foundation("srflx", c.protocol, c.ip),
+            ip=public_ip,
+            port=c.port,
+            priority=candidate_priority(c.component, "srflx", 65535 - i),
+            protocol=c.protocol,
+            type="srflx",
+            relatedAddress=c.ip,
+            relatedPort=c.port,
+        )
+        for i, c in enumerate(hosts)
+    ]
 
 
 def choose_codec(media: MediaDescription) -> Codec:
@@ -145,12 +244,11 @@ class WebRtcLeg:
     answer comes back through `accept_answer`). Either way ``plain_sdp()`` describes this leg to
     the relay as if it were a plain phone at ``plain_address``; ``set_plain_remote`` tells it
     the relay's port for this leg (without it, the leg latches onto the first packet it gets);
-    ``close`` ends it.
+    ``set_plain_codec`` tells it the far end's G.711 law; ``close`` ends it.
     """
 
     def __init__(self, gateway: WebRtcGateway, codec: Codec) -> None:
         self.gateway = gateway
-        self.codec = codec
         self.local_sdp = ""
         self.remote: SessionDescription | None = None
         self.media: MediaDescription | None = None
@@ -168,7 +266,8 @@ class WebRtcLeg:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.get_running_loop().create_future()
         self._send: Callable[[bytes], None] | None = None
-        self._transcoder: OpusG711 | None = None
+        self._plain_law: str | None = None  # set_plain_codec's, outliving a later answer
+        self._set_codec(codec)
         self._seq = secrets.randbelow(0x10000)
         self._ts = secrets.randbelow(0x100000000)
         self._ssrc = secrets.randbelow(0x100000000)
@@ -203,15 +302,25 @@ class WebRtcLeg:
         self._dtls.leg = self
 
     def _set_codec(self, codec: Codec) -> None:
+        if self._plain_law is not None:
+            codec = replace(codec, plain_pt=_STATIC_PT[self._plain_law], plain_name=self._plain_law)
         self.codec = codec
-        self._transcoder = OpusG711(codec.plain_name) if codec.transcoding else None
+        self._transcoder: OpusG711 | None = (
+            OpusG711(codec.plain_name) if codec.transcoding else None
+        )
+        self._to_plain = _LAW_TABLE.get((codec.webrtc_name, codec.plain_name))
+        self._to_webrtc = _LAW_TABLE.get((codec.plain_name, codec.webrtc_name))
 
     def _local_media(
         self, setup: str, codecs: list[RTCRtpCodecParameters], mid: str | None
     ) -> MediaDescription:
         assert self._gatherer is not None
         candidates = self._gatherer.getLocalCandidates()
-        default = next((c for c in candidates if ":" not in c.ip), candidates[0])
+        public = _nat_candidates(candidates, self.gateway.public_ip)
+        default = (
+            public[0] if public else next((c for c in candidates if ":" not in c.ip), candidates[0])
+        )
+        candidates += public
         out = MediaDescription(
             kind="audio",
             port=default.port,
@@ -390,12 +499,41 @@ class WebRtcLeg:
         """Where decrypted RTP goes: the relay's port for this leg."""
         self.plain_remote = address
 
-    def plain_sdp(self, session_id: int | None = None) -> str:
-        """This leg as a plain phone's SDP (RTP/AVP), for the relay/B2BUA's offer-answer."""
+    def set_plain_codec(self, name: str) -> None:
+        """The far end's G.711 law, "PCMU" or "PCMA", once the B2BUA knows it: from its answer,
+        or from its offer for a call to a browser.
+
+        The browser's law was settled with the browser, before the far end said anything. From
+        now on the plain side uses *name*: packets of the browser's law are translated to it and
+        back (payload type rewritten), while other payload types — telephone-event, comfort
+        noise, the browser's own law should the far end send it too — pass untouched, and
+        ``plain_sdp()`` names *name*. Called before the browser's answer (``create_offer``
+        legs), it holds for whichever law the browser then picks. An Opus leg just encodes to
+        and decodes from *name*.
+        """
+        law = name.upper()
+        if law not in _STATIC_PT:
+            raise ValueError(f"not a G.711 law: {name!r}")
+        if law != self._plain_law:  # a repeat keeps the Opus codec state
+            self._plain_law = law
+            self._set_codec(self.codec)
+
+    def plain_sdp(self, session_id: int | None = None, *, both_laws: bool = False) -> str:
+        """This leg as a plain phone's SDP (RTP/AVP), for the relay/B2BUA's offer-answer.
+
+        *both_laws*: list PCMU and PCMA (this leg's first) rather than this leg's law alone, for
+        an offer to a far end whose answer then goes to ``set_plain_codec`` — the leg can take
+        either. Without that call a far end answering the other law would not be understood,
+        hence not the default; once the law is set, it alone is listed.
+        """
         host, port = self.plain_address
         codec = self.codec
         sid = session_id if session_id is not None else secrets.randbelow(2**62)
-        fmt = [codec.plain_pt] + ([codec.dtmf_pt] if codec.dtmf_pt is not None else [])
+        laws = [codec.plain_name]
+        if both_laws and self._plain_law is None:
+            laws += [law for law in _STATIC_PT if law != codec.plain_name]
+        fmt = [_STATIC_PT[law] for law in laws]
+        fmt += [codec.dtmf_pt] if codec.dtmf_pt is not None else []
         lines = [
             "v=0",
             f"o=- {sid} 1 IN IP4 {host}",
@@ -403,8 +541,8 @@ class WebRtcLeg:
             f"c=IN IP4 {host}",
             "t=0 0",
             f"m=audio {port} RTP/AVP {' '.join(map(str, fmt))}",
-            f"a=rtpmap:{codec.plain_pt} {codec.plain_name}/8000",
         ]
+        lines += [f"a=rtpmap:{_STATIC_PT[law]} {law}/8000" for law in laws]
         if codec.dtmf_pt is not None:
             lines += [
                 f"a=rtpmap:{codec.dtmf_pt} telephone-event/8000",
@@ -419,8 +557,11 @@ class WebRtcLeg:
         if plain is None or plain.transport is None or remote is None:
             self.dropped += 1
             return
-        if self._transcoder is not None and (data[1] & 0x7F) == self.codec.webrtc_pt:
-            for payload in self._transcoder.opus_to_g711(data[12 + 4 * (data[0] & 0x0F) :]):
+        table = self._to_plain
+        if table is not None and (data[1] & 0x7F) == self.codec.webrtc_pt:
+            data = _translated(data, self.codec.plain_pt, table)
+        elif self._transcoder is not None and (data[1] & 0x7F) == self.codec.webrtc_pt:
+            for payload in self._transcoder.opus_to_g711(data[_payload_start(data) :]):
                 self._out_seq = (self._out_seq + 1) & 0xFFFF
                 self._out_ts = (self._out_ts + 160) & 0xFFFFFFFF
                 header = struct.pack(
@@ -439,9 +580,11 @@ class WebRtcLeg:
         if send is None or len(data) < 12:
             self.dropped += 1
             return
-        if self._transcoder is not None and (data[1] & 0x7F) == self.codec.plain_pt:
-            payload = data[12 + 4 * (data[0] & 0x0F) :]
-            for opus in self._transcoder.g711_to_opus(payload):
+        table = self._to_webrtc
+        if table is not None and (data[1] & 0x7F) == self.codec.plain_pt:
+            data = _translated(data, self.codec.webrtc_pt, table)
+        elif self._transcoder is not None and (data[1] & 0x7F) == self.codec.plain_pt:
+            for opus in self._transcoder.g711_to_opus(data[_payload_start(data) :]):
                 self._seq = (self._seq + 1) & 0xFFFF
                 self._ts = (self._ts + 960) & 0xFFFFFFFF
                 header = struct.pack(
@@ -499,7 +642,10 @@ def _ignore_result(task: asyncio.Future[Any]) -> None:
 
 
 class WebRtcGateway:
-    """Answers browser offers; one per server. *plain_host* is where the relay can reach us.
+    """Answers browser offers; one per server. *plain_host* is where the relay can reach us (a
+    local address: the relay is in this process). *public_address* is this server's address as
+    browsers see it behind a 1:1 NAT (an IP address, or a name resolved once at start-up);
+    empty for none, when the host addresses are reachable as they are.
 
     For the B2BUA (see docs/webphone.md): a browser's INVITE (`is_webrtc_offer`) →
     ``leg = await gateway.accept_offer(sdp)``, ``leg.answer_sdp`` back to the browser. A call
@@ -509,8 +655,9 @@ class WebRtcGateway:
     ``leg.set_plain_remote(relay_port_for_that_leg)``, and ``await leg.close()`` at the end.
     """
 
-    def __init__(self, plain_host: str = "127.0.0.1") -> None:
+    def __init__(self, plain_host: str = "127.0.0.1", public_address: str = "") -> None:
         self.plain_host = plain_host
+        self.public_ip = _public_ip(public_address)
         self.certificate = RTCCertificate.generateCertificate()
         self.legs: set[WebRtcLeg] = set()
 
@@ -518,7 +665,6 @@ class WebRtcGateway:
         """Answer a browser's audio offer; ICE and DTLS then run in the background."""
         offer, media = _audio_of(offer_sdp)
         leg = WebRtcLeg(self, choose_codec(media))
-        leg._set_codec(leg.codec)
         await leg._prepare(controlling=False)
         leg.local_sdp = leg._answer(offer, media)
         leg._start(offer, media)
