@@ -389,6 +389,25 @@ def test_cancel_matches_the_invite_server_transaction():
     assert event.cancels is None
 
 
+def test_cancel_after_the_invite_is_confirmed_still_matches_it():
+    """§9.2: a CANCEL that matches an existing transaction gets 200, even one whose final
+    response was sent and ACKed; the Confirmed INVITE is only a record then (Timer I)."""
+    layer = TransactionLayer()
+    invite = request()
+    invite_txn, _ = new_server(layer, invite)
+    busy = make_response(invite, 486, to_tag="s")
+    layer.send_response(invite_txn, busy, 0.1)
+    layer.receive(ack_for(invite, busy), PEER, 0.2)
+    assert type(layer._transactions[invite_txn.key]) is tuple  # Confirmed: a record
+    cancel = parse_message(build_cancel(invite).to_bytes())
+    assert isinstance(cancel, Request)
+    (event,) = [a for a in layer.receive(cancel, PEER, 0.3) if isinstance(a, RequestReceived)]
+    assert event.cancels is None and event.cancels_finished
+    stray = parse_message(build_cancel(request(branch="z9hG4bKnever")).to_bytes())
+    (event,) = [a for a in layer.receive(stray, PEER, 0.4) if isinstance(a, RequestReceived)]  # type: ignore[arg-type]
+    assert event.cancels is None and not event.cancels_finished
+
+
 def test_same_branch_different_sent_by_or_method_is_a_different_transaction():
     layer = TransactionLayer()
     a = request()

@@ -436,7 +436,8 @@ class B2bua:
             return
         target = event.cancels
         if target is None:
-            self.respond(txn, make_response(event.request, 481, to_tag=secrets.token_hex(6)))
+            status = 200 if event.cancels_finished else 481
+            self.respond(txn, make_response(event.request, status, to_tag=secrets.token_hex(6)))
             return
         self.respond(txn, make_response(event.request, 200))
         if target.key in self._preparing:

@@ -110,11 +110,15 @@ class Completed:
 class RequestReceived:
     """A new request for the TU.  *transaction* is None for an ACK that matched no server
     transaction (the ACK for a 2xx, which belongs to the dialog).  For a CANCEL, *cancels* is
-    the INVITE server transaction it matches (§9.2), or None: then the TU answers 481."""
+    the INVITE server transaction it matches (§9.2).  When that transaction is past its final
+    response and ACK and kept only as a record (Confirmed, Timer I), *cancels* is None and
+    *cancels_finished* True: it still exists, so the TU answers 200 with nothing left to
+    cancel.  Neither: no such INVITE, the TU answers 481."""
 
     request: Request
     transaction: ServerTransaction | None
     cancels: ServerTransaction | None = None
+    cancels_finished: bool = False
 
 
 @dataclass(slots=True)
@@ -643,8 +647,9 @@ class TransactionLayer:
         if request.method == "CANCEL":
             target = self._transactions.get(server_key(request, "INVITE"))
             cancels = target if isinstance(target, ServerTransaction) else None
+            finished = type(target) is tuple
             actions = [
-                RequestReceived(a.request, a.transaction, cancels)
+                RequestReceived(a.request, a.transaction, cancels, finished)
                 if isinstance(a, RequestReceived)
                 else a
                 for a in actions
