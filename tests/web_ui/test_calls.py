@@ -98,6 +98,11 @@ async def until(predicate: Callable[[], object], timeout: float, what: str) -> A
         await asyncio.sleep(0.05)
 
 
+def direction(sdp: bytes) -> str:
+    found = re.search(r"a=(sendrecv|sendonly|recvonly|inactive)", sdp.decode())
+    return found.group(1) if found else "sendrecv"
+
+
 def _media_address(sdp: bytes) -> tuple[str, int]:
     text = sdp.decode()
     host = re.search(r"c=IN IP4 (\S+)", text)
@@ -161,6 +166,7 @@ class Carrier(asyncio.DatagramProtocol):
         self.responses: asyncio.Queue[Response] = asyncio.Queue()
         self.bye = asyncio.Event()
         self.tag = secrets.token_hex(4)
+        self.reinvites: list[Request] = []  # in-dialog offers: the B2BUA relaying a hold
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -171,11 +177,11 @@ class Carrier(asyncio.DatagramProtocol):
         host, port = self.transport.get_extra_info("sockname")[:2]
         return str(host), int(port)
 
-    def sdp(self) -> bytes:
+    def sdp(self, direction: str = "sendrecv") -> bytes:
         return (
             f"v=0\r\no=- 1 1 IN IP4 {TRUNK_IP}\r\ns=-\r\nc=IN IP4 {TRUNK_IP}\r\nt=0 0\r\n"
             f"m=audio {self.media.port} RTP/AVP {self.media.pt}\r\n"
-            f"a=rtpmap:{self.media.pt} {self.media.law}/8000\r\na=sendrecv\r\n"
+            f"a=rtpmap:{self.media.pt} {self.media.law}/8000\r\na={direction}\r\n"
         ).encode()
 
     def send(self, message: Request | Response, addr: tuple[str, int]) -> None:
@@ -187,7 +193,16 @@ class Carrier(asyncio.DatagramProtocol):
         if isinstance(message, Response):
             self.responses.put_nowait(message)
             return
-        if message.method == "INVITE":
+        if message.method == "INVITE" and message.to_tag:
+            self.reinvites.append(message)
+            answer = {"sendonly": "recvonly", "inactive": "inactive"}.get(direction(message.body))
+            headers = [
+                ("Contact", f"<sip:carrier@{TRUNK_IP}>"),
+                ("Content-Type", "application/sdp"),
+            ]
+            body = self.sdp(answer or "sendrecv")
+            self.send(make_response(message, 200, headers=headers, body=body), addr)
+        elif message.method == "INVITE":
             self.invites.put_nowait((message, addr))
         elif message.method == "BYE":
             self.send(make_response(message, 200), addr)
@@ -330,11 +345,15 @@ async def test_agent_calls_the_trunk_and_both_sides_hear_each_other(
             "data-status", "in_call", timeout=15000
         )
         await check_media(page, media)
-        # hold and resume: the browser's re-INVITEs are answered by the B2BUA itself
+        # hold and resume: the B2BUA answers the browser and tells the carrier the direction
         await page.click("#hold")
         await expect(page.locator("#call-state")).to_have_attribute("data-status", "on_hold")
+        await until(lambda: carrier.reinvites, 10, "the hold relayed to the carrier")
+        assert direction(carrier.reinvites[-1].body) in ("sendonly", "inactive")
         await page.click("#hold")
         await expect(page.locator("#call-state")).to_have_attribute("data-status", "in_call")
+        await until(lambda: len(carrier.reinvites) == 2, 10, "the resume relayed to the carrier")
+        assert direction(carrier.reinvites[-1].body) == "sendrecv"
         media.heard.clear()
         await check_media(page, media)
         await page.click("#hangup")

@@ -22,8 +22,11 @@ How the two legs are joined, and why:
 * A browser leg (WebRTC) is terminated in the gateway (`outbound_pro.webrtc`): the call works
   with the leg's plain SDP (``plain_sdp()``) exactly as with a phone's, and only the browser
   sees the leg's ICE/DTLS SDP. An offer from or towards a browser in an answered call (hold,
-  a carrier's re-INVITE) is answered here with the current media, direction mirrored, and not
-  relayed: the plain side of the gateway never changes during a call.
+  a carrier's re-INVITE) is answered here with the current media, direction mirrored: the
+  plain side of the gateway never changes during a call. What the far end must know is the
+  browser's *direction* (hold with sendonly/inactive, resume with sendrecv): when that
+  changes it is sent on as a re-INVITE of our own, with the relay's SDP and that direction,
+  so a carrier sees the hold as from any phone (and plays no audio into a held line).
 """
 
 from __future__ import annotations
@@ -210,6 +213,9 @@ class Call:
         self.t2 = t2
         self.clock = clock
         self.pending: _Pending | None = None
+        # the direction each browser side last offered, and whether its re-INVITE is on the way
+        self.browser_direction: dict[Side, bytes] = {}
+        self._direction_relay: tuple[Side, Request] | None = None
         self.last_sdp: dict[Side, bytes] = {}
         self._retx: dict[Side, _Retransmit] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -629,7 +635,8 @@ class Call:
         if self.state != "answered":
             self.host.respond(txn, make_response(request, 491 if self.state != "ended" else 481))
             return
-        if self.pending is not None or (side in self._retx and request.method == "INVITE"):
+        busy = self.pending is not None or self._direction_relay is not None
+        if busy or (side in self._retx and request.method == "INVITE"):
             self.host.respond(txn, make_response(request, 491, headers=[("Retry-After", "1")]))
             return
         if not request.body:
@@ -682,6 +689,48 @@ class Call:
         self.host.respond(txn, response)
         if request.method == "INVITE":
             self._retransmit_for(side, txn, response)
+        if side in self.webrtc:
+            self._relay_direction(side, offered_direction(request.body))
+
+    def _relay_direction(self, side: Side, direction: bytes) -> None:
+        """Tell the plain far end that the browser of *side* changed direction (hold, resume)."""
+        other: Side = "B" if side == "A" else "A"
+        if self.browser_direction.get(side, b"a=sendrecv") == direction or other in self.webrtc:
+            return
+        self.browser_direction[side] = direction
+        dialog = self.dialog(other)
+        if dialog is None:
+            return
+        try:
+            plain = sdplib.parse_sdp(self.webrtc[side].plain_sdp().encode())
+            body = with_direction(self._sdp_for(other, plain), direction)
+        except sdplib.SdpError as exc:
+            log.warning("cannot relay a hold", extra={"call": self.ref, "error": str(exc)})
+            return
+        self.last_sdp[other] = body
+        relayed = dialog.request(
+            "INVITE", self.host.via(dialog.destination), body=body, content_type=SDP
+        )
+        self._direction_relay = (other, relayed)
+        self.host.send(relayed, dialog.destination, self._direction_answered)
+
+    def _direction_answered(self, event: ResponseReceived) -> None:
+        if self._direction_relay is None or event.response.status < 200:
+            return
+        (other, relayed), response = self._direction_relay, event.response
+        self._direction_relay = None
+        dialog = self.dialog(other)
+        if response.status >= 300:
+            if response.status in (408, 481):
+                self.hangup("system", f"{self._who(other)} did not answer a re-INVITE")
+            return
+        if dialog is not None:
+            ack = dialog.request("ACK", self.host.via(dialog.destination), cseq=relayed.cseq[0])
+            self.host.send_ack(ack, dialog.destination)
+        try:
+            self._learn_media(other, sdplib.parse_sdp(response.body))
+        except sdplib.SdpError:
+            return
 
     def _offer_response(self, relayed: Request, event: ResponseReceived) -> None:
         pending = self.pending
@@ -814,15 +863,27 @@ _DIRECTIONS = (b"a=sendrecv", b"a=sendonly", b"a=recvonly", b"a=inactive")
 _MIRROR = {b"a=sendonly": b"a=recvonly", b"a=recvonly": b"a=sendonly"}
 
 
-def mirror_direction(answer: bytes, offer: bytes) -> bytes:
-    """*answer* with the direction RFC 3264 §6.1 requires for *offer*'s (hold, resume)."""
-    offered = next(
+def offered_direction(offer: bytes) -> bytes:
+    """The direction attribute line of *offer* (sendrecv when it names none, RFC 3264 §5.1)."""
+    return next(
         (d for line in offer.splitlines() for d in _DIRECTIONS if line.strip() == d),
         b"a=sendrecv",
     )
-    wanted = _MIRROR.get(offered, offered)
-    lines = [wanted if line.strip() in _DIRECTIONS else line for line in answer.split(b"\r\n")]
-    return b"\r\n".join(lines)
+
+
+def with_direction(sdp: bytes, direction: bytes) -> bytes:
+    """*sdp* with its direction line(s) replaced by *direction*, or *direction* added."""
+    lines = sdp.split(b"\r\n")
+    if not any(line.strip() in _DIRECTIONS for line in lines):
+        end = len(lines) - 1 if lines and not lines[-1] else len(lines)
+        return b"\r\n".join([*lines[:end], direction, *lines[end:]])
+    return b"\r\n".join(direction if line.strip() in _DIRECTIONS else line for line in lines)
+
+
+def mirror_direction(answer: bytes, offer: bytes) -> bytes:
+    """*answer* with the direction RFC 3264 §6.1 requires for *offer*'s (hold, resume)."""
+    offered = offered_direction(offer)
+    return with_direction(answer, _MIRROR.get(offered, offered))
 
 
 def _media(leg: LegStats) -> LegMedia:
