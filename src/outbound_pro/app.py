@@ -158,7 +158,7 @@ class Server:
     def _make_b2bua(self) -> B2bua:
         """The B2BUA with its RTP relay and recorder pool (config ``[b2bua]``, ``[rtp]``)."""
         b2, rtp, sip = self.config.b2bua, self.config.rtp, self.config.sip
-        public = b2.public_host or (sip.host if sip.host not in ("0.0.0.0", "::") else "127.0.0.1")
+        public = self._sip_public_host()
         relay = RelayEngine(
             RelayConfig(host=rtp.host, port_min=rtp.port_min, port_max=rtp.port_max)
         )
@@ -172,7 +172,7 @@ class Server:
         wildcard = rtp.host in ("", "0.0.0.0", "::")
         webrtc = WebRtcGateway(
             plain_host="127.0.0.1" if wildcard else rtp.host,
-            public_address=rtp.public_host or b2.public_host,
+            public_address=rtp.public_host or sip.public_host,
         )
         return B2bua(
             self.sip,
@@ -201,7 +201,7 @@ class Server:
         """The host this server names in Via and Contact: configured, or the listen address."""
         sip = self.config.sip
         wildcard = sip.host in ("0.0.0.0", "::")
-        return self.config.b2bua.public_host or ("127.0.0.1" if wildcard else sip.host)
+        return sip.public_host or ("127.0.0.1" if wildcard else sip.host)
 
     async def stop(self) -> None:
         if self._housekeeping is not None:

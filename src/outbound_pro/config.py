@@ -17,6 +17,9 @@ class SipConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """SIP listeners and RFC 3261 timer bases (seconds)."""
 
     host: str = "0.0.0.0"
+    # the host this server names in Via, Contact and From/PAI toward the trunk (a NAT's public
+    # address or a DNS name); empty: `host`, or 127.0.0.1 when that is a wildcard
+    public_host: str = ""
     udp_port: int = 5060
     tcp_port: int = 5060
     tls_port: int = 5061
@@ -62,13 +65,13 @@ class RtpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ``public_host`` is the public address of this media server, for SIP phones and browsers
     alike: the relay's SDP names it, and the WebRTC gateway announces it in ICE candidates
     (next to its host ones) behind a 1:1 NAT such as a cloud VM's elastic IP — one NAT, one
-    setting. Empty: ``[b2bua] public_host`` for both; the gateway then announces host
+    setting. Empty: ``[sip] public_host`` for both; the gateway then announces host
     candidates only if that is empty too. An IP address is best: a name is resolved once at
     start-up for ICE (docs/webphone.md).
     """
 
     host: str = "0.0.0.0"
-    public_host: str = ""  # written in SDP; empty: the SIP public host
+    public_host: str = ""  # written in SDP; empty: [sip] public_host
     port_min: int = 20000
     port_max: int = 29999
 
@@ -77,7 +80,6 @@ class B2buaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Call handling (see docs/b2bua.md)."""
 
     enabled: bool = True
-    public_host: str = ""  # Via/Contact host; empty: sip.host, or 127.0.0.1 for a wildcard
     trunk_number_format: str = "national"  # national (0312345678) | e164 (+81312345678)
     allowed_special_numbers: list[str] = []  # 1XY codes sent to the trunk; default: none
     internal_calls: bool = True  # booth-to-booth calls inside a contract without the trunk
@@ -173,6 +175,8 @@ def load_config(path: str | Path | None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    if "public_host" in data.get("b2bua", {}):
+        raise ConfigError(f"{path}: [b2bua] public_host has moved: write it as [sip] public_host")
     try:
         return msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:

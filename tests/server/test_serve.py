@@ -44,6 +44,19 @@ def test_bad_config_names_the_field(tmp_path) -> None:
     assert "udp_port" in out.stderr
 
 
+def test_a_moved_setting_says_where_it_went(tmp_path) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text('[b2bua]\npublic_host = "sip.example.jp"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "outbound_pro.cli", "serve", "--config", str(old)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "[sip] public_host" in out.stderr
+
+
 def test_every_subcommand_has_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "outbound_pro.cli", "serve", "--help"],
