@@ -31,28 +31,25 @@ def test_sigterm_shuts_down_cleanly(server: ServerProcess) -> None:
     assert '"shutting down"' in server.log()
 
 
-def test_bad_config_names_the_field(tmp_path) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[sip]\nudp_port = "five"\n')
-    out = subprocess.run(
-        [sys.executable, "-m", "outbound_pro.cli", "serve", "--config", str(bad)],
+def serve_with(tmp_path, toml: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "config.toml"
+    config.write_text(toml)
+    return subprocess.run(
+        [sys.executable, "-m", "outbound_pro.cli", "serve", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_bad_config_names_the_field(tmp_path) -> None:
+    out = serve_with(tmp_path, '[sip]\nudp_port = "five"\n')
     assert out.returncode == 2
     assert "udp_port" in out.stderr
 
 
 def test_a_moved_setting_says_where_it_went(tmp_path) -> None:
-    old = tmp_path / "old.toml"
-    old.write_text('[b2bua]\npublic_host = "sip.example.jp"\n')
-    out = subprocess.run(
-        [sys.executable, "-m", "outbound_pro.cli", "serve", "--config", str(old)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = serve_with(tmp_path, '[b2bua]\npublic_host = "sip.example.jp"\n')
     assert out.returncode == 2
     assert "[sip] public_host" in out.stderr
 
