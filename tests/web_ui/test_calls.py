@@ -35,6 +35,7 @@ FAR_HZ = 1000.0
 # The carrier's one G.711 law: payload type, encoder, decoder. A PCMA carrier meets a browser
 # that settled PCMU with the gateway, so the gateway must translate (webrtc/gateway.py).
 LAWS = {"PCMU": (0, encode_ulaw, decode_ulaw), "PCMA": (8, encode_alaw, decode_alaw)}
+EVENT_PT = 101  # telephone-event in the carrier's offer; in its answer, the offer's number
 
 # The dominant frequency of the web phone's remote stream over ~1.5 s (WebAudio analyser).
 MEASURE_JS = """
@@ -119,6 +120,9 @@ class Rtp(asyncio.DatagramProtocol):
         self.pt, encode, self.decode = LAWS[law]
         self.transport: asyncio.DatagramTransport | None = None
         self.heard = bytearray()
+        self.event_pt = EVENT_PT
+        self.events: list[int] = []  # RFC 4733 event codes heard, one per event (end packets)
+        self._event_ts = b""
         self.codes = tone_codes(FAR_HZ, 10.0, encode)
         self.ssrc = secrets.randbelow(2**32)
         self._sender: asyncio.Task[None] | None = None
@@ -127,8 +131,15 @@ class Rtp(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) > 12 and data[1] & 0x7F == self.pt:
-            self.heard += data[12 + 4 * (data[0] & 0x0F) :]
+        if len(data) <= 12:
+            return
+        payload = data[12 + 4 * (data[0] & 0x0F) :]
+        if data[1] & 0x7F == self.pt:
+            self.heard += payload
+        elif data[1] & 0x7F == self.event_pt and len(payload) >= 4 and payload[1] & 0x80:
+            if self._event_ts != data[4:8]:  # the first end packet of an event (sent 3 times)
+                self.events.append(payload[0])
+            self._event_ts = data[4:8]
 
     @property
     def port(self) -> int:
@@ -180,8 +191,10 @@ class Carrier(asyncio.DatagramProtocol):
     def sdp(self, direction: str = "sendrecv") -> bytes:
         return (
             f"v=0\r\no=- 1 1 IN IP4 {TRUNK_IP}\r\ns=-\r\nc=IN IP4 {TRUNK_IP}\r\nt=0 0\r\n"
-            f"m=audio {self.media.port} RTP/AVP {self.media.pt}\r\n"
-            f"a=rtpmap:{self.media.pt} {self.media.law}/8000\r\na={direction}\r\n"
+            f"m=audio {self.media.port} RTP/AVP {self.media.pt} {self.media.event_pt}\r\n"
+            f"a=rtpmap:{self.media.pt} {self.media.law}/8000\r\n"
+            f"a=rtpmap:{self.media.event_pt} telephone-event/8000\r\n"
+            f"a=fmtp:{self.media.event_pt} 0-15\r\na={direction}\r\n"
         ).encode()
 
     def send(self, message: Request | Response, addr: tuple[str, int]) -> None:
@@ -212,6 +225,9 @@ class Carrier(asyncio.DatagramProtocol):
 
     def answer(self, invite: Request, addr: tuple[str, int]) -> None:
         """180, then 200 with our SDP; media starts towards the relay port the offer names."""
+        offered = re.search(r"a=rtpmap:(\d+) telephone-event/8000", invite.body.decode())
+        if offered:
+            self.media.event_pt = int(offered.group(1))
         host, port = self.address
         contact = [("Contact", f"<sip:carrier@{host}:{port}>")]
         self.send(make_response(invite, 180, to_tag=self.tag, headers=contact), addr)
@@ -356,6 +372,11 @@ async def test_agent_calls_the_trunk_and_both_sides_hear_each_other(
         assert direction(carrier.reinvites[-1].body) == "sendrecv"
         media.heard.clear()
         await check_media(page, media)
+        # the dial pad during a call sends RFC 4733 events, which reach the carrier in the media
+        for key in ("5", "#"):
+            await page.click(f"#dialpad [data-key='{key}']")
+        await until(lambda: len(media.events) >= 2, 10, "two DTMF events at the carrier")
+        assert media.events[:2] == [5, 11]
         await page.click("#hangup")
         await asyncio.wait_for(carrier.bye.wait(), 10)
         await expect(page.locator("#call-state")).to_have_attribute("data-status", "ended")

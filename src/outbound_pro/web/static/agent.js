@@ -283,7 +283,10 @@ function buildDialpad() {
     dataset: { key },
     onclick: () => {
       if (state.session && ["in_call", "on_hold"].includes(state.status)) {
-        state.session.sendDTMF(key, { duration: 160, interToneGap: 80 });
+        // RFC 4733 in the media, as a desk phone sends: carriers and IVRs rarely take SIP INFO
+        state.session.sendDTMF(key, {
+          transportType: JsSIP.C.DTMF_TRANSPORT.RFC2833, duration: 160, interToneGap: 80,
+        });
       } else {
         $("number").value += key;
       }
