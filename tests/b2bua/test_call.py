@@ -204,6 +204,41 @@ def test_crossing_reinvites_get_491() -> None:
     asyncio.run(scenario())
 
 
+def test_info_is_relayed_with_its_body_and_answered_with_the_far_ends_status() -> None:
+    """A desk phone's SIP INFO DTMF reaches the far end as it was sent (RFC 6086)."""
+
+    async def scenario() -> None:
+        host, relay = Host(), _relay()
+        call = await _call(host, relay)
+        early = invite(to_tag="ours", cseq=2)
+        call.on_info(
+            "A", ServerTransaction(early, None, reliable=False, config=TimerConfig()), early
+        )
+        assert host.statuses()[-1] == 491  # not answered yet: nothing to relay to
+        host.reply(0, 200, body=ANSWER)
+        call.on_ack("A", invite())
+        raw = invite(to_tag="ours", cseq=3).to_bytes().replace(b"INVITE", b"INFO")
+        digit = b"Signal=5\r\nDuration=160\r\n"
+        raw = raw.split(b"Content-Type")[0] + (
+            b"Content-Type: application/dtmf-relay\r\nX-Secret: booth-only\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(digit), digit)
+        )
+        info = parse_message(raw)
+        assert isinstance(info, Request) and info.method == "INFO"
+        txn = ServerTransaction(info, None, reliable=False, config=TimerConfig())
+        call.on_info("A", txn, info)
+        relayed = host.sent[-1][0]
+        assert relayed.method == "INFO" and relayed.body == digit
+        assert relayed.content_type == "application/dtmf-relay"
+        assert relayed.call_id != info.call_id and relayed.get("x-secret") is None
+        host.reply(len(host.sent) - 1, 200)
+        assert host.answers[-1][0] is txn and host.statuses()[-1] == 200
+        call.hangup("system", "test over")
+        await call.finished
+
+    asyncio.run(scenario())
+
+
 def test_far_end_that_stops_answering_options_is_hung_up() -> None:
     async def scenario() -> None:
         host, relay = Host(), _relay()

@@ -56,7 +56,7 @@ log = logging.getLogger("outbound_pro.b2bua")
 Side = Literal["A", "B"]
 ResponseCallback = Callable[[ResponseReceived], None]
 SDP = "application/sdp"
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 
 
 G711_LAWS = ("PCMU", "PCMA")
@@ -629,6 +629,32 @@ class Call:
 
     def on_options(self, side: Side, txn: ServerTransaction, request: Request) -> None:
         self.host.respond(txn, make_response(request, 200, headers=[("Allow", ALLOW)]))
+
+    def on_info(self, side: Side, txn: ServerTransaction, request: Request) -> None:
+        """INFO (RFC 6086): relayed to the other side with its body, Content-Type and
+        Info-Package only, and answered with that side's final status. Desk phones set to
+        "SIP INFO" DTMF send their digits this way (``application/dtmf-relay``); the B2BUA
+        does not convert them to RFC 4733, it lets the far end see what the phone sent."""
+        other: Side = "B" if side == "A" else "A"
+        dialog = self.dialog(other)
+        if self.state != "answered" or dialog is None:
+            self.host.respond(txn, make_response(request, 481 if self.state == "ended" else 491))
+            return
+        headers = [("Info-Package", v) for v in request.get_all("info-package")]
+        relayed = dialog.request(
+            "INFO",
+            self.host.via(dialog.destination),
+            body=request.body,
+            content_type=request.content_type if request.body else None,
+            headers=headers,
+        )
+
+        def answered(event: ResponseReceived) -> None:
+            response = event.response
+            if response.status >= 200:
+                self.host.respond(txn, make_response(request, response.status, response.reason))
+
+        self.host.send(relayed, dialog.destination, answered)
 
     def on_offer(self, side: Side, txn: ServerTransaction, request: Request) -> None:
         """A re-INVITE or UPDATE from *side*: relay it (one at a time, else 491)."""

@@ -188,9 +188,10 @@ class B2bua:
         for method in ("INVITE", "UPDATE"):
             router.handle(method, self._on_offer_request)
         router.handle("ACK", self._on_ack)
-        router.handle("BYE", self._on_bye)
+        router.handle("BYE", self._on_dialog_request)
         router.handle("CANCEL", self._on_cancel)
         router.handle("OPTIONS", self._on_options)
+        router.handle("INFO", self._on_dialog_request)
         router.on_response(self._on_response)
 
     def _collect(self) -> None:
@@ -410,15 +411,18 @@ class B2bua:
         if found is not None:
             found[0].on_ack(found[1], event.request)
 
-    def _on_bye(self, event: RequestReceived, source: Source) -> None:
+    def _on_dialog_request(self, event: RequestReceived, source: Source) -> None:
+        """BYE and INFO: to the call whose dialog they belong to (481 when none)."""
         txn = event.transaction
         if txn is None:
             return
         found = self._in_dialog(event.request)
         if found is None:
-            self.respond(txn, make_response(event.request, 481))
-            return
-        found[0].on_bye(found[1], txn, event.request)
+            self.respond(txn, make_response(event.request, 481, to_tag=secrets.token_hex(6)))
+        elif event.request.method == "BYE":
+            found[0].on_bye(found[1], txn, event.request)
+        else:
+            found[0].on_info(found[1], txn, event.request)
 
     def _on_options(self, event: RequestReceived, source: Source) -> None:
         txn = event.transaction

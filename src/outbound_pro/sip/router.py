@@ -95,7 +95,8 @@ class Router:
         assert event.transaction is not None
         target = event.cancels
         if target is None:
-            self.reply(event.transaction, make_response(event.request, 481, to_tag=new_tag()))
+            status = 200 if event.cancels_finished else 481
+            self.reply(event.transaction, make_response(event.request, status, to_tag=new_tag()))
             return
         self.reply(event.transaction, make_response(event.request, 200, to_tag=new_tag()))
         if target.state is State.PROCEEDING:
