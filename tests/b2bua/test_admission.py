@@ -31,20 +31,29 @@ def _queue(size: int) -> tuple[socket.socket, socket.socket]:
     return sink, sender
 
 
+def _flood(sink: socket.socket, sender: socket.socket) -> None:
+    """Far more than the buffer holds: the kernel drops the rest."""
+    for _ in range(200):
+        sender.sendto(b"x" * 500, sink.getsockname())
+
+
+def _drain(sink: socket.socket) -> None:
+    sink.setblocking(False)
+    while True:
+        try:
+            sink.recv(2048)
+        except BlockingIOError:
+            return
+
+
 def test_receive_backlog_reads_the_kernel_queue() -> None:
     sink, sender = _queue(65536)
     try:
         backlog = ReceiveBacklog(sink)
         assert backlog.buffer > 0 and backlog.fraction() == 0.0
-        for _ in range(200):  # far more than the buffer holds: the kernel drops the rest
-            sender.sendto(b"x" * 500, sink.getsockname())
+        _flood(sink, sender)
         assert backlog.fraction() > 0.9
-        sink.setblocking(False)
-        while True:
-            try:
-                sink.recv(2048)
-            except BlockingIOError:
-                break
+        _drain(sink)
         assert backlog.fraction() == 0.0
     finally:
         sink.close()
@@ -63,19 +72,13 @@ def test_a_sustained_backlog_refuses_a_burst_does_not() -> None:
             clock=clock,
         )
         assert adm.check() is Verdict.ADMIT
-        for _ in range(200):
-            sender.sendto(b"x" * 500, sink.getsockname())
+        _flood(sink, sender)
         assert adm.check() is Verdict.ADMIT  # first seen full: a burst so far
         clock.t += SUSTAINED / 2
         assert adm.check() is Verdict.ADMIT
         clock.t += SUSTAINED / 2
         assert adm.check() is Verdict.BACKLOG  # full for SUSTAINED seconds: overloaded
-        sink.setblocking(False)
-        while True:
-            try:
-                sink.recv(2048)
-            except BlockingIOError:
-                break
+        _drain(sink)
         assert adm.check() is Verdict.ADMIT  # drained: admitted again at once
         clock.t += SUSTAINED
         assert adm.check() is Verdict.ADMIT
