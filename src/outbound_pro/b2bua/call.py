@@ -49,7 +49,7 @@ from outbound_pro.sip import sdp as sdplib
 from outbound_pro.sip.message import Request, Response, build_cancel, make_response
 from outbound_pro.sip.stack import Destination
 from outbound_pro.sip.transaction import ClientTransaction, ResponseReceived, ServerTransaction
-from outbound_pro.webrtc import OfferError, WebRtcGateway, WebRtcLeg
+from outbound_pro.webrtc import PASSTHROUGH, OfferError, WebRtcGateway, WebRtcLeg
 
 log = logging.getLogger("outbound_pro.b2bua")
 
@@ -59,12 +59,9 @@ SDP = "application/sdp"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 
 
-G711_LAWS = ("PCMU", "PCMA")
-
-
 def _g711_law(desc: sdplib.SessionDescription) -> str | None:
     """The first G.711 law in *desc*'s audio, the one its sender prefers."""
-    return next((n for n in map(str.upper, sdplib.codec_names(desc)) if n in G711_LAWS), None)
+    return next((n for n in map(str.upper, sdplib.codec_names(desc)) if n in PASSTHROUGH), None)
 
 
 class CallHost(Protocol):
@@ -214,7 +211,7 @@ class Call:
         self.clock = clock
         self.pending: _Pending | None = None
         # the direction each browser side last offered, and whether its re-INVITE is on the way
-        self.browser_direction: dict[Side, bytes] = {}
+        self.browser_direction: dict[Side, str] = {}
         self._direction_relay: tuple[Side, Request] | None = None
         self.last_sdp: dict[Side, bytes] = {}
         self._retx: dict[Side, _Retransmit] = {}
@@ -716,24 +713,32 @@ class Call:
         if request.method == "INVITE":
             self._retransmit_for(side, txn, response)
         if side in self.webrtc:
-            self._relay_direction(side, offered_direction(request.body))
+            self._relay_direction(side, request.body)
 
-    def _relay_direction(self, side: Side, direction: bytes) -> None:
-        """Tell the plain far end that the browser of *side* changed direction (hold, resume)."""
+    def _relay_direction(self, side: Side, offer: bytes) -> None:
+        """Tell the plain far end that the browser of *side* changed direction (hold, resume):
+        the gateway's plain SDP with the direction of the browser's *offer*."""
         other: Side = "B" if side == "A" else "A"
-        if self.browser_direction.get(side, b"a=sendrecv") == direction or other in self.webrtc:
-            return
-        self.browser_direction[side] = direction
         dialog = self.dialog(other)
-        if dialog is None:
+        if dialog is None or other in self.webrtc:
             return
         try:
+            offered = sdplib.parse_sdp(offer).audio()
             plain = sdplib.parse_sdp(self.webrtc[side].plain_sdp().encode())
-            body = with_direction(self._sdp_for(other, plain), direction)
         except sdplib.SdpError as exc:
             log.warning("cannot relay a hold", extra={"call": self.ref, "error": str(exc)})
             return
-        self.last_sdp[other] = body
+        direction = offered.direction if offered is not None else "sendrecv"
+        audio = plain.audio()
+        if audio is None or self.browser_direction.get(side, "sendrecv") == direction:
+            return
+        self.browser_direction[side] = direction
+        audio.set_direction(direction)
+        try:
+            body = self._sdp_for(other, plain)
+        except sdplib.SdpError as exc:
+            log.warning("cannot relay a hold", extra={"call": self.ref, "error": str(exc)})
+            return
         relayed = dialog.request(
             "INVITE", self.host.via(dialog.destination), body=body, content_type=SDP
         )
@@ -889,27 +894,15 @@ _DIRECTIONS = (b"a=sendrecv", b"a=sendonly", b"a=recvonly", b"a=inactive")
 _MIRROR = {b"a=sendonly": b"a=recvonly", b"a=recvonly": b"a=sendonly"}
 
 
-def offered_direction(offer: bytes) -> bytes:
-    """The direction attribute line of *offer* (sendrecv when it names none, RFC 3264 §5.1)."""
-    return next(
+def mirror_direction(answer: bytes, offer: bytes) -> bytes:
+    """*answer* with the direction RFC 3264 §6.1 requires for *offer*'s (hold, resume)."""
+    offered = next(
         (d for line in offer.splitlines() for d in _DIRECTIONS if line.strip() == d),
         b"a=sendrecv",
     )
-
-
-def with_direction(sdp: bytes, direction: bytes) -> bytes:
-    """*sdp* with its direction line(s) replaced by *direction*, or *direction* added."""
-    lines = sdp.split(b"\r\n")
-    if not any(line.strip() in _DIRECTIONS for line in lines):
-        end = len(lines) - 1 if lines and not lines[-1] else len(lines)
-        return b"\r\n".join([*lines[:end], direction, *lines[end:]])
-    return b"\r\n".join(direction if line.strip() in _DIRECTIONS else line for line in lines)
-
-
-def mirror_direction(answer: bytes, offer: bytes) -> bytes:
-    """*answer* with the direction RFC 3264 §6.1 requires for *offer*'s (hold, resume)."""
-    offered = offered_direction(offer)
-    return with_direction(answer, _MIRROR.get(offered, offered))
+    wanted = _MIRROR.get(offered, offered)
+    lines = [wanted if line.strip() in _DIRECTIONS else line for line in answer.split(b"\r\n")]
+    return b"\r\n".join(lines)
 
 
 def _media(leg: LegStats) -> LegMedia:

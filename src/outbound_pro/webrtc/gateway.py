@@ -71,7 +71,7 @@ from outbound_pro.webrtc.transcode import OpusG711
 log = logging.getLogger("outbound_pro.webrtc")
 
 Address = tuple[str, int]
-PASSTHROUGH = ("PCMU", "PCMA")
+PASSTHROUGH = ("PCMU", "PCMA")  # the G.711 laws: relayed as they are, translated by table
 
 
 class OfferError(ValueError):
